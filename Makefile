@@ -75,5 +75,6 @@ bench: all
 clean:
 	rm -rf $(B)
 
+.SECONDARY:
 .PHONY: all asan unit-build fuzz-build test e2e demo bench clean
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
