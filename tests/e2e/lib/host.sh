@@ -1,0 +1,108 @@
+# tests/e2e/lib/host.sh — helpers for scenario host.sh scripts, which run under
+# bash inside the software KVM host: `. "$E2E_LIB/host.sh"` first.
+#
+# Variables
+#   HVMM           the VMM under test (/usr/local/bin/hvmm)
+#   GUEST_KERNEL   the guest bzImage;  GUEST_INITRD  the guest initramfs
+#   SCENARIO       this scenario's name; SCENARIO_DIR its directory
+#   LOGDIR         where to put logs (tails of them are printed on failure)
+#   GUEST_UP       regex of the line the guest's /init prints first in user space
+# Results
+#   pass NAME / fail NAME REASON...   print one result line for the runner
+#   verdict NAME ERRORS               pass if ERRORS is empty, else fail with it
+#   say TEXT...                       an informational line the runner shows
+# Running the VMM (stdin /dev/null, stdout+stderr to LOG)
+#   run_hvmm LOG TIMEOUT ARGS...      hvmm's exit status, 124 on timeout
+#   boot_guest LOG TIMEOUT [ARGS...]  run_hvmm ... run --kernel --initrd
+#                                     --cmdline "$(guest_cmdline)" ARGS
+#   start_hvmm LOG ARGS... / start_guest LOG [ARGS...]   in the background:
+#                                     sets HVMM_PID
+#   wait_pid PID TIMEOUT              exit status, or 124 (then SIGKILLed)
+#   stop_hvmm SIGNAL TIMEOUT          signal HVMM_PID and wait_pid it
+#   guest_cmdline [EXTRA...]          console=ttyS0 hvmm.scenario=$SCENARIO EXTRA
+# Reading logs
+#   expect_in LOG REGEX               true if an extended regex matches a line
+#   count_in LOG REGEX                number of matching lines
+#   wait_for LOG REGEX TIMEOUT [N]    wait until REGEX matched N (1) lines;
+#                                     1 on timeout, 2 if HVMM_PID exited first
+#   guest_value LOG KEY               last VALUE of the guest's `report KEY VALUE`
+
+HVMM=${HVMM:-/usr/local/bin/hvmm}
+GUEST_KERNEL=/e2e/guest/vmlinuz
+GUEST_INITRD=/e2e/guest/initrd.cpio
+SCENARIO=${E2E_SCENARIO:-unknown}
+SCENARIO_DIR=${E2E_SCENARIO_DIR:-$PWD}
+LOGDIR=${E2E_LOGDIR:-/tmp/e2e/$SCENARIO}
+E2E_RESULTS=${E2E_RESULTS:-/dev/null}
+GUEST_UP='##e2e## boot=userspace'
+HVMM_PID=
+mkdir -p "$LOGDIR"
+
+pass() { echo "@@hvmm-e2e@@ PASS $1"; echo "PASS $1" >>"$E2E_RESULTS"; }
+fail() {
+    local name=$1; shift
+    local why="${*:-failed}"
+    echo "@@hvmm-e2e@@ FAIL $name: ${why//$'\n'/ }"
+    echo "FAIL $name" >>"$E2E_RESULTS"
+}
+verdict() { if [[ -z $2 ]]; then pass "$1"; else fail "$1" "${2%; }"; fi; }
+say() { echo "@@hvmm-e2e@@ INFO $*"; }
+
+guest_cmdline() { echo "console=ttyS0 hvmm.scenario=$SCENARIO${*:+ $*}"; }
+
+wait_pid() {
+    local pid=$1 ticks=$(($2 * 10)) rc
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((ticks-- <= 0)); then
+            kill -KILL "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+            return 124
+        fi
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null
+    rc=$?
+    return $rc
+}
+
+run_hvmm() {
+    local log=$1 t=$2; shift 2
+    "$HVMM" "$@" </dev/null >"$log" 2>&1 &
+    wait_pid $! "$t"
+}
+boot_guest() {
+    local log=$1 t=$2; shift 2
+    run_hvmm "$log" "$t" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" \
+        --cmdline "$(guest_cmdline)" "$@"
+}
+start_hvmm() {
+    local log=$1; shift
+    "$HVMM" "$@" </dev/null >"$log" 2>&1 &
+    HVMM_PID=$!
+}
+start_guest() {
+    local log=$1; shift
+    start_hvmm "$log" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" \
+        --cmdline "$(guest_cmdline)" "$@"
+}
+stop_hvmm() {
+    kill -"$1" "$HVMM_PID" 2>/dev/null
+    wait_pid "$HVMM_PID" "$2"
+}
+
+expect_in() { grep -qE -- "$2" "$1" 2>/dev/null; }
+count_in() { grep -cE -- "$2" "$1" 2>/dev/null || true; }
+wait_for() {
+    local log=$1 re=$2 ticks=$(($3 * 10)) n=${4:-1}
+    while (($(count_in "$log" "$re") < n)); do
+        if [[ -n $HVMM_PID ]] && ! kill -0 "$HVMM_PID" 2>/dev/null; then
+            (($(count_in "$log" "$re") >= n)) && return 0
+            return 2
+        fi
+        ((ticks-- > 0)) || return 1
+        sleep 0.1
+    done
+}
+guest_value() {
+    tr -d '\r' <"$1" | sed -n "s/^.*##e2e## $2=//p" | tail -n 1
+}

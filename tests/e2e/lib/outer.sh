@@ -1,0 +1,100 @@
+# tests/e2e/lib/outer.sh — boots the software KVM host under QEMU/TCG and reads
+# its console (sourced after build.sh; bash).
+#
+# run_outer INITRD APPEND NAME...: boots the host with INITRD and the extra
+# kernel arguments APPEND, copies the console to $E2E_CONSOLE_LOG, prints each
+# result line ("PASS x" / "FAIL x: why") on stdout as it arrives and INFO
+# lines on fd $E2E_INFO_FD (2), and adds PASSED/FAILED. Each NAME (scenario
+# expected in this boot) that never reported END gets a FAIL line. Deadlines
+# (seconds): E2E_BOOT_TIMEOUT (300) to come up; the scenario's own timeout+60
+# from its BEGIN; 120 between scenarios.
+#
+# interactive_outer INITRD APPEND: the same host with its serial console on
+# this terminal (Ctrl-A x quits QEMU).
+
+E2E_CONSOLE_LOG=${E2E_CONSOLE_LOG:-$E2E_OUT/logs/console.log}
+E2E_INFO_FD=${E2E_INFO_FD:-2}
+PASSED=${PASSED:-0} FAILED=${FAILED:-0}
+
+outer_qemu() {  # INITRD APPEND -> OUTER_QEMU array
+    OUTER_QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -M pc
+        -accel tcg,thread=multi -cpu max -smp "${E2E_HOST_CPUS:-2}"
+        -m "${E2E_HOST_MEM:-3G}" -nic none -no-reboot
+        -kernel "$VMLINUZ" -initrd "$1" -append "console=ttyS0 panic=-1 $2")
+}
+
+result() {  # PASS NAME | FAIL NAME: WHY
+    echo "$*"
+    if [[ $1 == PASS ]]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
+}
+
+now() { echo "${EPOCHREALTIME/./}"; }  # microseconds
+secs() { printf '%d.%01d' $(($1 / 1000000)) $(($1 % 1000000 / 100000)); }
+
+run_outer() {
+    local initrd=$1 append=$2; shift 2
+    local -A done_=()
+    local line rest kind name current= hostfail= up= fd qpid t0 deadline left why= s rc
+    outer_qemu "$initrd" "$append"
+    mkdir -p "$(dirname "$E2E_CONSOLE_LOG")"
+    : >"$E2E_CONSOLE_LOG"
+    t0=$(now)
+    deadline=$((t0 + ${E2E_BOOT_TIMEOUT:-300} * 1000000))
+    exec {fd}< <(exec "${OUTER_QEMU[@]}" -serial stdio </dev/null 2>&1)
+    qpid=$!
+    local tbegin=$t0
+    while :; do
+        left=$((deadline - $(now)))
+        ((left > 0)) || { why=timeout; break; }
+        rc=0
+        IFS= read -r -t "$(secs "$left")" -u "$fd" line || rc=$?
+        if ((rc)); then
+            if ((rc > 128)); then why=timeout; else why=died; fi
+            break
+        fi
+        line=${line%$'\r'}
+        printf '%s\n' "$line" >>"$E2E_CONSOLE_LOG"
+        [[ $line == "@@hvmm-e2e@@ "* ]] || continue
+        rest=${line#@@hvmm-e2e@@ }
+        kind=${rest%% *} rest=${rest#* }
+        case $kind in
+            BOOTED) log "software host in user space after $(secs $(($(now) - t0))) s ($rest)" ;;
+            HOST-UP)
+                up=1
+                log "software host up after $(secs $(($(now) - t0))) s ($rest)"
+                deadline=$(($(now) + 120000000)) ;;
+            HOST-FAIL) hostfail=$rest; log "software host: $rest" ;;
+            BEGIN)
+                current=${rest%% *} tbegin=$(now)
+                s=${rest##*timeout=}
+                deadline=$((tbegin + (s + 60) * 1000000)) ;;
+            PASS | FAIL) result "$kind" "$rest" ;;
+            INFO) echo "$rest" >&"$E2E_INFO_FD" ;;
+            END)
+                name=${rest%% *}
+                done_[$name]=1 current=
+                log "$name took $(secs $(($(now) - tbegin))) s"
+                deadline=$(($(now) + 120000000)) ;;
+            DONE) why=done; break ;;
+        esac
+    done
+    kill "$qpid" 2>/dev/null || true
+    wait "$qpid" 2>/dev/null || true
+    exec {fd}<&-
+    for name in "$@"; do
+        [[ -n ${done_[$name]:-} ]] && continue
+        if [[ -n $hostfail ]]; then s="software host failed: $hostfail"
+        elif [[ -z $up && $why == timeout ]]; then s="software host did not come up within ${E2E_BOOT_TIMEOUT:-300}s"
+        elif [[ -z $up ]]; then s="software host died while booting"
+        elif [[ $name == "$current" ]]; then s="software host stopped responding during this scenario ($why)"
+        elif [[ -n $current ]]; then s="not run: software host stopped during $current"
+        else s="not run: software host stopped ($why)"; fi
+        result FAIL "$name: $s"
+    done
+    ((FAILED == 0)) || log "console log: $E2E_CONSOLE_LOG"
+}
+
+interactive_outer() {
+    outer_qemu "$1" "$2"
+    exec "${OUTER_QEMU[@]}" -serial mon:stdio
+}

@@ -1,0 +1,1 @@
+# bad-args guest: never booted.

@@ -1,0 +1,2 @@
+# reboot guest: every boot reboots at once; the host counts the boots.
+reboot -f
