@@ -26,8 +26,10 @@ void vm_request_stop(struct vm *vm, enum vm_stop why)
 {
 	int expected = VM_RUNNING;
 
-	if (atomic_compare_exchange_strong(&vm->stop, &expected, why))
+	if (atomic_compare_exchange_strong(&vm->stop, &expected, why)) {
+		log_debug("stop requested (reason %d)", why);
 		eventfd_write(vm->stop_fd, 1);
+	}
 }
 
 int vm_set_irq(struct vm *vm, unsigned gsi, bool level)
@@ -332,9 +334,14 @@ static void stop_vcpus(struct vm *vm)
 		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
 	}
 	for (unsigned i = 0; i < vm->cfg->nr_cpus; i++) {
-		if (vm->vcpu[i].started)
-			pthread_join(vm->vcpu[i].thread, NULL);
+		struct kvm_regs r;
+
+		if (!vm->vcpu[i].started)
+			continue;
+		pthread_join(vm->vcpu[i].thread, NULL);
 		vm->vcpu[i].started = false;
+		if (log_threshold >= LOG_DEBUG && ioctl(vm->vcpu[i].fd, KVM_GET_REGS, &r) == 0)
+			log_debug("vCPU %u stopped at rip=%#llx", i, r.rip);
 	}
 }
 

@@ -10,7 +10,7 @@
 #include "core/guest_mem.h"
 
 #define ACPI_TABLES_GPA 0xe0000
-#define ACPI_TABLES_MAX 0x20000
+#define ACPI_TABLES_MAX 0x1f000 /* the last page holds the reset vector */
 
 /* Fixed I/O ports of the hardware-reduced ACPI registers. */
 #define ACPI_SLEEP_CONTROL_PORT 0x600

@@ -1,5 +1,7 @@
 #include "x86/boot.h"
 
+#include "x86/acpi.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -86,6 +88,23 @@ static void write_page_tables(struct guest_mem *gm)
 		pd[i] = (i << 21) | 0x83; /* present, writable, 2 MiB page */
 }
 
+/* There is no firmware, but Linux may still "reboot through the BIOS": on
+ * a hardware-reduced ACPI machine it picks the EFI method, finds no EFI and
+ * falls back to jumping to the real-mode reset vector F000:FFF0. Put there
+ * what firmware would do: write the ACPI reset register. */
+static void write_reset_vector(struct guest_mem *gm)
+{
+	static const uint8_t stub[] = {
+		0xb0, ACPI_RESET_VALUE,                         /* mov al, value */
+		0xba, ACPI_RESET_PORT & 0xff, ACPI_RESET_PORT >> 8, /* mov dx, port */
+		0xee,                                           /* out dx, al */
+		0xf4,                                           /* hlt */
+		0xeb, 0xfd,                                     /* jmp back to hlt */
+	};
+
+	guest_mem_write(gm, BOOT_RESET_VECTOR, stub, sizeof(stub));
+}
+
 int boot_setup_linux(struct guest_mem *gm, const struct boot_setup *bs, struct boot_entry *entry,
 		     const char **why)
 {
@@ -126,6 +145,7 @@ int boot_setup_linux(struct guest_mem *gm, const struct boot_setup *bs, struct b
 	guest_mem_write(gm, BOOT_CMDLINE_ADDR, bs->cmdline, cmdline_len + 1);
 	write_gdt(gm);
 	write_page_tables(gm);
+	write_reset_vector(gm);
 
 	bp = guest_mem_ptr(gm, BOOT_ZERO_PAGE, sizeof(*bp));
 	memset(bp, 0, sizeof(*bp));

@@ -19,6 +19,7 @@
 #define BOOT_CMDLINE_MAX 4096
 #define BOOT_EBDA_START 0x9fc00
 #define BOOT_BIOS_START 0xe0000 /* ACPI tables live in 0xe0000-0xfffff */
+#define BOOT_RESET_VECTOR 0xffff0
 #define BOOT_HIGH_START 0x100000
 #define BOOT_KERNEL_ADDR 0x100000 /* where the protected-mode kernel is loaded */
 
