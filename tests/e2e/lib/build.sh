@@ -70,10 +70,15 @@ e2e_kernel() {
     VMLINUZ=$KROOT/boot/vmlinuz-$KVER
 }
 
-# An empty merged-/usr root with busybox and its applet links.
-stage_base() {
-    local r=$1 a
-    rm -rf "$r" && mkdir -p "$r"/usr/{bin,sbin,lib,lib64} "$r"/{dev,proc,sys,tmp,run,etc/e2e/modules}
+# new_stage: a fresh staging dir (one per build, so runs can overlap) holding
+# an empty merged-/usr root with busybox and its applet links.
+new_stage() {
+    local r a
+    mkdir -p "$E2E_OUT/stage"
+    find "$E2E_OUT/stage" -mindepth 1 -maxdepth 1 -mmin +120 -exec rm -rf {} +  # leftovers
+    r=$(mktemp -d "$E2E_OUT/stage/XXXXXX")
+    chmod 755 "$r"
+    mkdir -p "$r"/usr/{bin,sbin,lib,lib64} "$r"/{dev,proc,sys,tmp,run,etc/e2e/modules}
     ln -s usr/bin "$r/bin"; ln -s usr/sbin "$r/sbin"
     ln -s usr/lib "$r/lib"; ln -s usr/lib64 "$r/lib64"
     cp /bin/busybox "$r/bin/busybox"
@@ -81,6 +86,7 @@ stage_base() {
         [[ $a == init || $a == linuxrc || -e $r/bin/$a ]] || ln -s busybox "$r/bin/$a"
     done
     install -m 755 "$E2E_DIR/lib/load_module" "$r/bin/load_module"
+    echo "$r"
 }
 
 # stage_binary ROOT PROG [DEST]: copy PROG (a path or a name on PATH) to DEST
@@ -182,8 +188,8 @@ scenario_dir() { echo "${1#*=}"; }
 
 # build_guest_initrd SCENARIO_SPEC...: prints the guest initramfs path.
 build_guest_initrd() {
-    local r=$E2E_OUT/stage/guest s dirs=() b
-    stage_base "$r"
+    local r s dirs=() b
+    r=$(new_stage)
     install -m 755 "$E2E_DIR/lib/guest-init" "$r/init"
     mkdir -p "$r/lib/e2e" "$r/scenarios"
     cp "$E2E_DIR/lib/guest.sh" "$r/lib/e2e/guest.sh"
@@ -196,14 +202,15 @@ build_guest_initrd() {
         stage_binary "$r" "$b"
     done
     pack "$r" guest
+    rm -rf "$r"
 }
 
 # build_outer_initrd GUEST_INITRD SCENARIO_SPEC...: prints the host initramfs.
 # E2E_QEMU=1 adds QEMU and its firmware; E2E_STANDIN=qemu installs the QEMU
 # stand-in (lib/qemu-hvmm) as /usr/local/bin/hvmm instead of $HVMM.
 build_outer_initrd() {
-    local guest=$1 r=$E2E_OUT/stage/outer s dirs=() b hvmm; shift
-    stage_base "$r"
+    local guest=$1 r s dirs=() b hvmm; shift
+    r=$(new_stage)
     install -m 755 "$E2E_DIR/lib/outer-init" "$r/init"
     mkdir -p "$r/e2e/lib" "$r/e2e/scenarios" "$r/e2e/guest" "$r/usr/local/bin"
     cp "$E2E_DIR/lib/host.sh" "$r/e2e/lib/host.sh"
@@ -234,4 +241,5 @@ build_outer_initrd() {
     [[ -x $REPO_ROOT/build/hvctl ]] &&
         stage_binary "$r" "$REPO_ROOT/build/hvctl" /usr/local/bin/hvctl
     pack "$r" "$name"
+    rm -rf "$r"
 }

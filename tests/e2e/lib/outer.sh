@@ -21,6 +21,10 @@ outer_qemu() {  # INITRD APPEND -> OUTER_QEMU array
         -accel tcg,thread=multi -cpu max -smp "${E2E_HOST_CPUS:-2}"
         -m "${E2E_HOST_MEM:-3G}" -nic none -no-reboot
         -kernel "$VMLINUZ" -initrd "$1" -append "console=ttyS0 panic=-1 $2")
+    # E2E_QEMU_ARGS: extra arguments for debugging, e.g. "-d cpu_reset -D qemu.log"
+    local extra=()
+    [[ -z ${E2E_QEMU_ARGS:-} ]] || read -ra extra <<<"$E2E_QEMU_ARGS"
+    OUTER_QEMU+=("${extra[@]}")
 }
 
 result() {  # PASS NAME | FAIL NAME: WHY
