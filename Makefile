@@ -4,8 +4,8 @@
 CC      ?= gcc
 CLANG   ?= clang
 B       := build
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu17 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+OPT     ?= -O2 -g
+CFLAGS  := $(OPT) -std=gnu17 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -Isrc -MMD -MP -fno-strict-aliasing
 LDLIBS  := -lpthread
 
@@ -46,7 +46,7 @@ $(B)/tests/%: tests/unit/%.c $(B)/libhvmm.a
 
 # Sanitizer build of the unit tests (ASan + UBSan), in its own tree.
 asan:
-	$(MAKE) B=$(B)/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit-build
+	$(MAKE) B=$(B)/asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit-build
 
 unit-build: $(UNIT)
 
