@@ -7,11 +7,12 @@ B       := build
 OPT     ?= -O2 -g
 CFLAGS  := $(OPT) -std=gnu17 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -D_GNU_SOURCE -Isrc -MMD -MP -fno-strict-aliasing
-LDLIBS  := -lpthread
+# jansson: JSON for the management API (strict unpacking of client input).
+LDLIBS  := -lpthread -ljansson
 
 # Every .c under src/ except the programs' mains goes into libhvmm.a, so unit
 # tests and fuzzers link exactly the code that ships.
-MAINS    := src/main.c
+MAINS    := src/main.c $(wildcard src/hvctl/main.c)
 LIB_SRCS := $(filter-out $(MAINS),$(shell find src -name '*.c' | sort))
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 ASL      := $(shell find src -name '*.asl')
@@ -19,7 +20,9 @@ AML_OBJS := $(ASL:%.asl=$(B)/obj/%.aml.o)
 UNIT     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 FUZZ     := $(patsubst fuzz/%.c,$(B)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
-all: $(B)/hvmm
+PROGRAMS := $(B)/hvmm $(if $(wildcard src/hvctl/main.c),$(B)/hvctl)
+
+all: $(PROGRAMS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -38,6 +41,9 @@ $(B)/libhvmm.a: $(LIB_OBJS) $(AML_OBJS)
 	ar rcs $@ $^
 
 $(B)/hvmm: $(B)/obj/src/main.o $(B)/libhvmm.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/hvctl: $(B)/obj/src/hvctl/main.o $(B)/libhvmm.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libhvmm.a
