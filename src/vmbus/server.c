@@ -409,14 +409,16 @@ static void handle_initiate_contact(struct vmbus_server *srv, const void *msg, s
 			 VMBUS_VERSION_MAJOR(ver), VMBUS_VERSION_MINOR(ver));
 		bus_reset(srv);
 	}
-	if (ver >= VMBUS_VERSION_WIN10_V5) {
-		if (m->msg_sint < HV_SYNIC_SINT_COUNT) {
-			sint = m->msg_sint;
-		} else {
-			log_ratelimited(LOG_WARN, "vmbus: INITIATE_CONTACT with invalid msg_sint %u",
-					m->msg_sint);
-			bad = true;
-		}
+	/* From 5.0 the guest names its SINT. Linux always uses 2, and only
+	 * SINT2 is routed to the guest (the KVM layer installs HV_SINT routes
+	 * for it alone): refuse others, so the guest falls back to < 5.0. */
+	if (ver >= VMBUS_VERSION_WIN10_V5 && m->msg_sint != VMBUS_MESSAGE_SINT) {
+		log_ratelimited(LOG_WARN, "vmbus: INITIATE_CONTACT %u.%u asks for SINT%u; only SINT%u is served",
+				VMBUS_VERSION_MAJOR(ver), VMBUS_VERSION_MINOR(ver), m->msg_sint,
+				VMBUS_MESSAGE_SINT);
+		if (m->msg_sint < HV_SYNIC_SINT_COUNT)
+			sint = m->msg_sint; /* answer where the guest listens */
+		ok = false;
 	}
 	/* Below 3.0 the host answers on VP 0 (target_vcpu is not honoured). */
 	if (ver < VMBUS_VERSION_WIN8_1)

@@ -469,6 +469,13 @@ static void test_negotiate_garbage(void **state)
 		assert_int_equal(vmbus_server_handle_message(srv, 4, &m, sizeof(m)), 0);
 		memcpy(&r, next_msg(VMBUS_MSG_VERSION_RESPONSE, 16), sizeof(r));
 		assert_int_equal(r.version_supported, 0);
+		assert_int_equal(posted[nr_posted - 1].sint, 2);
+		/* Another valid SINT is not served (only SINT2 is routed). */
+		m.msg_sint = 3;
+		assert_int_equal(vmbus_server_handle_message(srv, 4, &m, sizeof(m)), 0);
+		memcpy(&r, next_msg(VMBUS_MSG_VERSION_RESPONSE, 16), sizeof(r));
+		assert_int_equal(r.version_supported, 0);
+		assert_int_equal(posted[nr_posted - 1].sint, 3);
 	}
 	/* Truncated INITIATE_CONTACT: dropped without an answer. */
 	{
