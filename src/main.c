@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/vm.h"
+#include "hyperv/kvm_hv.h"
 #include "util/log.h"
 #include "util/parse.h"
 #include "x86/boot.h"
@@ -169,6 +170,8 @@ static int open_kvm(unsigned nr_cpus)
 		max = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
 	if (max > 0 && nr_cpus > (unsigned)max)
 		usage_error("--cpus %u is more than KVM allows here (%d)", nr_cpus, max);
+	if (hv_kvm_check(fd))
+		exit(EXIT_FAILURE_RUNTIME);
 	return fd;
 }
 

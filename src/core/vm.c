@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "hyperv/kvm_hv.h"
 #include "util/log.h"
 #include "x86/acpi.h"
 #include "x86/boot.h"
@@ -109,6 +110,12 @@ static int create_vcpus(struct vm *vm, const struct boot_entry *entry)
 		log_err("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
 		return -errno;
 	}
+	ret = hv_cpuid_merge(vm->kvm_fd, cpuid, X86_CPUID_MAX_ENTRIES, vm->cfg->nr_cpus);
+	if (ret) {
+		log_err("building the Hyper-V CPUID leaves: %s", strerror(-ret));
+		free(cpuid);
+		return ret;
+	}
 	for (unsigned i = 0; i < vm->cfg->nr_cpus && !ret; i++) {
 		struct vcpu *v = &vm->vcpu[i];
 
@@ -128,6 +135,8 @@ static int create_vcpus(struct vm *vm, const struct boot_entry *entry)
 			break;
 		}
 		ret = x86_set_cpuid(v->fd, cpuid, i, vm->cfg->nr_cpus, tsc_deadline);
+		if (!ret)
+			ret = hv_vcpu_setup(vm->hv, i, v->fd);
 		if (!ret)
 			ret = x86_setup_lapic(v->fd);
 		if (!ret && i == 0)
@@ -199,10 +208,17 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct loop *loop, i
 		ret = setup_memory(vm);
 	if (!ret)
 		ret = load_guest(vm, &entry);
+	if (!ret) {
+		vm->hv = hv_partition_new(vm);
+		if (!vm->hv)
+			ret = -ENOMEM;
+	}
 	if (!ret)
 		ret = init_devices(vm);
 	if (!ret)
 		ret = create_vcpus(vm, &entry);
+	if (!ret)
+		ret = hv_partition_start(vm->hv);
 	return ret;
 }
 
@@ -243,6 +259,9 @@ static bool handle_exit(struct vcpu *v)
 			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 		log_ratelimited(LOG_DEBUG, "vCPU %u: unclaimed MMIO %#llx", v->id,
 				(unsigned long long)run->mmio.phys_addr);
+		return true;
+	case KVM_EXIT_HYPERV:
+		hv_handle_exit(v->vm->hv, v->id, run);
 		return true;
 	case KVM_EXIT_INTR:
 		return true;
@@ -368,6 +387,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; vm_devices[i]; i++)
 		if (vm->dev_state[i])
 			vm_devices[i]->exit(vm, vm->dev_state[i]);
+	hv_partition_free(vm->hv);
 	for (unsigned i = 0; i < vm->cfg->nr_cpus; i++) {
 		if (vm->vcpu[i].run)
 			munmap(vm->vcpu[i].run, vm->run_size);

@@ -18,6 +18,7 @@
 #define VM_MIN_MEMORY (64ULL << 20)
 
 struct bzimage;
+struct hv_partition;
 
 struct vm_config {
 	const struct bzimage *kernel; /* parsed once by the caller */
@@ -72,6 +73,7 @@ struct vm {
 	struct loop_source stop_src;
 	int stop_fd;
 	void *dev_state[VM_MAX_DEVICES]; /* indexed like vm_devices[] */
+	struct hv_partition *hv;         /* Hyper-V enlightenments and VMBus */
 };
 
 /* Create the VM (KVM VM, RAM, devices, vCPUs) and load the guest. The kvm

@@ -7,15 +7,14 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#define CPUID_MAX_ENTRIES 256
 
 struct kvm_cpuid2 *x86_supported_cpuid(int kvm_fd)
 {
-	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + CPUID_MAX_ENTRIES * sizeof(c->entries[0]));
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + X86_CPUID_MAX_ENTRIES * sizeof(c->entries[0]));
 
 	if (!c)
 		return NULL;
-	c->nent = CPUID_MAX_ENTRIES;
+	c->nent = X86_CPUID_MAX_ENTRIES;
 	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
 		free(c);
 		return NULL;

@@ -10,6 +10,9 @@
 
 struct kvm_cpuid2;
 
+/* Room in the table x86_supported_cpuid() returns. */
+#define X86_CPUID_MAX_ENTRIES 256
+
 /* KVM's supported CPUID, fetched once; free() the result. */
 struct kvm_cpuid2 *x86_supported_cpuid(int kvm_fd);
 

@@ -19,5 +19,23 @@ DefinitionBlock ("dsdt.aml", "DSDT", 2, "HVMM  ", "HVMMDSDT", 1)
                 IRQNoFlags () { 4 }
             })
         }
+
+        /*
+         * The VMBus root device hv_vmbus waits for (it gives up after 5 s).
+         * On x86 its interrupt is the fixed vector 0xF3; the IRQ here is
+         * what Hyper-V and QEMU declare, and is not used.
+         */
+        Device (VMBS)
+        {
+            /* A method: iasl refuses a 5-character _HID name, Linux needs it. */
+            Method (_HID, 0, NotSerialized) { Return ("VMBus") }
+            Name (_UID, 0)
+            Name (_DDN, "VMBUS")
+            Method (_STA, 0, NotSerialized) { Return (0x0F) }
+            Name (_CRS, ResourceTemplate ()
+            {
+                IRQNoFlags () { 5 }
+            })
+        }
     }
 }
