@@ -405,8 +405,9 @@ static void handle_initiate_contact(struct vmbus_server *srv, const void *msg, s
 	bool bad = false;
 
 	if (srv->state == SRV_CONNECTED) {
-		log_info("vmbus: guest reconnects (INITIATE_CONTACT %u.%u); resetting the bus",
-			 VMBUS_VERSION_MAJOR(ver), VMBUS_VERSION_MINOR(ver));
+		log_ratelimited(LOG_INFO,
+				"vmbus: guest reconnects (INITIATE_CONTACT %u.%u); resetting the bus",
+				VMBUS_VERSION_MAJOR(ver), VMBUS_VERSION_MINOR(ver));
 		bus_reset(srv);
 	}
 	/* From 5.0 the guest names its SINT. Linux always uses 2, and only
@@ -446,11 +447,12 @@ static void handle_initiate_contact(struct vmbus_server *srv, const void *msg, s
 		srv->monitor_page1 = m->monitor_page1;
 		srv->monitor_page2 = m->monitor_page2;
 		srv->offers_requested = false;
-		log_info("vmbus: guest connected with protocol %u.%u (messages to VP %u SINT%u)",
-			 VMBUS_VERSION_MAJOR(ver), VMBUS_VERSION_MINOR(ver), vp, sint);
+		log_ratelimited(LOG_INFO,
+				"vmbus: guest connected with protocol %u.%u (messages to VP %u SINT%u)",
+				VMBUS_VERSION_MAJOR(ver), VMBUS_VERSION_MINOR(ver), vp, sint);
 	} else if (!bad) {
-		log_debug("vmbus: guest asked for protocol %u.%u; not supported",
-			  VMBUS_VERSION_MAJOR(ver), VMBUS_VERSION_MINOR(ver));
+		log_ratelimited(LOG_DEBUG, "vmbus: guest asked for protocol %u.%u; not supported",
+				VMBUS_VERSION_MAJOR(ver), VMBUS_VERSION_MINOR(ver));
 	}
 	srv_send_to(srv, vp, sint, &r, sizeof(r));
 }
@@ -502,7 +504,7 @@ static void handle_unload(struct vmbus_server *srv, const void *msg, size_t len)
 	struct vmbus_msg_hdr r = { .msgtype = VMBUS_MSG_UNLOAD_RESPONSE };
 	uint32_t vp = srv->msg_vp, sint = srv->msg_sint;
 
-	log_info("vmbus: guest unloads VMBus; closing every channel");
+	log_ratelimited(LOG_INFO, "vmbus: guest unloads VMBus; closing every channel");
 	bus_reset(srv);
 	srv_send_to(srv, vp, sint, &r, sizeof(r));
 }
