@@ -1187,6 +1187,48 @@ static void test_modify_versions(void **state)
 	no_msgs();
 }
 
+/* Flow control both ways over 1-page rings. */
+static void test_flow_control(void **state)
+{
+	struct vmbus_channel *ch = vmbus_device_channel(devs[0], 0);
+	struct guest_rings g;
+	struct ring_pkt pkt;
+	uint8_t b[1000] = { 0 };
+	unsigned sent = 0, before;
+	bool sig;
+	int ret;
+
+	connect_and_offer(VMBUS_VERSION_WIN10_V5_3);
+	make_gpadl(1, 0x10, 1000, 4);
+	assert_int_equal(open_chan(1, 0x10, 2, 0), 0);
+	guest_rings_init(&g, 1000, 4, 2);
+	/* Host -> guest: fill up; the guest's reads must signal us back. */
+	while ((ret = vmbus_chan_send_inband(ch, sent, b, sizeof(b), false)) == 0)
+		sent++;
+	assert_int_equal(ret, -EAGAIN);
+	assert_int_equal(sent, 3);
+	assert_int_not_equal(g.rx.ctrl->pending_send_sz, 0);
+	assert_int_equal(ring_peek(&g.rx, &pkt), 0);
+	ring_pop(&g.rx, &pkt);
+	assert_true(ring_commit(&g.rx)); /* the guest signals the host here */
+	assert_int_equal(vmbus_chan_send_inband(ch, 9, b, sizeof(b), false), 0);
+	assert_int_equal(g.rx.ctrl->pending_send_sz, 0);
+	/* Guest -> host: the guest fills its ring (without completions, so the
+	 * echo device sends nothing back) and waits for space. */
+	sent = 0;
+	while ((ret = ring_send(&g.tx, VMBUS_PKT_DATA_INBAND, 0, sent, b, sizeof(b), &sig)) == 0)
+		sent++;
+	assert_int_equal(ret, -EAGAIN);
+	assert_int_not_equal(g.tx.ctrl->pending_send_sz, 0);
+	before = nr_sigs;
+	assert_int_equal(vmbus_server_signal(srv, VMBUS_CHAN_CONN_ID_BASE + 1), 0);
+	/* Draining crossed the guest's pending_send_sz: it was interrupted. */
+	assert_int_equal(nr_sigs, before + 1);
+	assert_int_equal(sigs[nr_sigs - 1].relid, 1);
+	assert_int_equal(ring_send(&g.tx, VMBUS_PKT_DATA_INBAND, 0, 99, b, sizeof(b), &sig), 0);
+	guest_rings_destroy(&g);
+}
+
 static void test_signal_unknown(void **state)
 {
 	assert_int_equal(vmbus_server_signal(srv, 0), -ENOENT);
@@ -1218,6 +1260,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rescind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unload_and_reconnect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_modify_versions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flow_control, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signal_unknown, setup, teardown),
 	};
 
