@@ -3,6 +3,7 @@
  * to a running VM need --api. */
 #include "hvctl/hvctl.h"
 
+#include <ctype.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -73,8 +74,9 @@ static void print_usage(FILE *f)
 
 static void print_command_usage(FILE *f, const struct hvctl_command *cmd)
 {
-	fprintf(f, "usage: hvctl%s %s%s%s\n\n%s.\n", cmd->needs_api ? " --api SOCKET" : "", cmd->name,
-		*cmd->args ? " " : "", cmd->args, cmd->summary);
+	fprintf(f, "usage: hvctl%s %s%s%s\n\n%c%s.\n", cmd->needs_api ? " --api SOCKET" : "",
+		cmd->name, *cmd->args ? " " : "", cmd->args, toupper((unsigned char)cmd->summary[0]),
+		cmd->summary + 1);
 }
 
 static int __attribute__((format(printf, 2, 3))) usage_error(const struct hvctl *h, const char *fmt, ...)
