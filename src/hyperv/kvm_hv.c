@@ -95,17 +95,20 @@ struct hv_template {
  * everything hvmm offers (every KVM with SYNIC2 emulates it). */
 static void read_hv_template(int kvm_fd, struct hv_template *t, unsigned nr_cpus)
 {
-	struct {
-		struct kvm_cpuid2 c;
-		struct kvm_cpuid_entry2 e[64];
-	} buf = { .c.nent = 64 };
+	enum { MAX = 64 };
+	struct kvm_cpuid2 *c;
 
 	*t = (struct hv_template){ ~0u, ~0u, ~0u, ~0u, nr_cpus, nr_cpus };
-	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYS_HYPERV_CPUID) <= 0 ||
-	    ioctl(kvm_fd, KVM_GET_SUPPORTED_HV_CPUID, &buf) < 0)
+	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYS_HYPERV_CPUID) <= 0)
 		return;
-	for (unsigned i = 0; i < buf.c.nent; i++) {
-		const struct kvm_cpuid_entry2 *e = &buf.e[i];
+	c = calloc(1, sizeof(*c) + MAX * sizeof(c->entries[0]));
+	if (!c)
+		return;
+	c->nent = MAX;
+	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_HV_CPUID, c) < 0)
+		c->nent = 0;
+	for (unsigned i = 0; i < c->nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &c->entries[i];
 
 		if (e->function == HV_CPUID_FEATURES) {
 			t->features_eax = e->eax;
@@ -118,6 +121,7 @@ static void read_hv_template(int kvm_fd, struct hv_template *t, unsigned nr_cpus
 			t->max_lps = e->ebx;
 		}
 	}
+	free(c);
 }
 
 int hv_cpuid_merge(int kvm_fd, struct kvm_cpuid2 *c, unsigned capacity, unsigned nr_cpus)
@@ -156,10 +160,12 @@ int hv_cpuid_merge(int kvm_fd, struct kvm_cpuid2 *c, unsigned capacity, unsigned
 int hv_vcpu_setup(struct hv_partition *hv, unsigned vp, int vcpu_fd)
 {
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_HYPERV_SYNIC2 };
-	struct {
+	union {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
-	} msrs = { .hdr.nmsrs = 1, .e = { .index = HV_X64_MSR_VP_INDEX, .data = vp } };
+		uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+	} msrs = { .hdr.nmsrs = 1 };
+
+	msrs.hdr.entries[0] = (struct kvm_msr_entry){ .index = HV_X64_MSR_VP_INDEX, .data = vp };
 
 	if (ioctl(vcpu_fd, KVM_ENABLE_CAP, &cap) < 0) {
 		log_err("vCPU %u: enabling the SynIC: %s", vp, strerror(errno));
