@@ -54,8 +54,10 @@ static int connect_socket(const char *path, uint64_t deadline, struct api_error 
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	int fd, ret;
 
-	if (!*path || strlen(path) >= sizeof(addr.sun_path))
-		return api_error_set(err, -ENAMETOOLONG, "the socket path is empty or too long");
+	if (!*path)
+		return api_error_set(err, -EINVAL, "no socket path");
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return api_error_set(err, -ENAMETOOLONG, "the socket path is too long");
 	strcpy(addr.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
@@ -189,7 +191,7 @@ int api_client_request(const char *socket_path, const char *method, const char *
 	memset(resp, 0, sizeof(*resp));
 	err->message[0] = '\0';
 	if (body) {
-		json = json_dumps(body, JSON_COMPACT);
+		json = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
 		if (!json)
 			return api_error_set(err, -ENOMEM, "cannot encode the request body");
 	}

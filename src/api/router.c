@@ -211,7 +211,7 @@ static int read_body(const struct http_message *req, json_t **body, struct api_e
 	if (req->content_type && !is_json_media_type(req->content_type))
 		return api_error_set(err, 415, "the request body must be application/json, not %s",
 				     req->content_type);
-	*body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	*body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!*body)
 		return api_error_set(err, 400, "the request body is not valid JSON: %s (line %d, column %d)",
 				     jerr.text, jerr.line, jerr.column);
