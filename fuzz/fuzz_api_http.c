@@ -7,7 +7,10 @@
  *
  * The first input byte picks a mode, the second seeds the chunk sizes:
  *   0  the rest is a raw request stream;
- *   1  the rest is a JSON body, sent with a valid head to one of the routes;
+ *   1  the rest is a JSON body, sent with a valid head to one of the routes
+ *      (if the seed is odd, the rest describes a JSON object to generate,
+ *      with the keys the handlers know, so that strict unpacking is
+ *      exercised beyond "not JSON");
  *   2  the rest is a raw response, through the client's response parser;
  *   3  the rest follows a valid request line (headers and beyond). */
 #include <errno.h>
@@ -222,6 +225,32 @@ static void run_after_request_line(const uint8_t *data, size_t size, uint32_t se
 	free(stream);
 }
 
+/* A JSON object from bytes: each byte picks a key and a kind of value. */
+static size_t generate_object(const uint8_t *data, size_t size, char *out, size_t cap)
+{
+	static const char *const keys[] = { "name", "size", "ratio", "opts", "ro", "force", "x", "" };
+	static const char *const values[] = { "true", "false", "null", "7", "-1.5", "\"s\"",
+					      "{\"ro\": true}", "{\"ro\": 1, \"rw\": 0}" };
+	size_t len = 0;
+
+	len += (size_t)snprintf(out, cap, "{");
+	for (size_t i = 0; i < size && len < cap; i++)
+		len += (size_t)snprintf(out + len, cap - len, "%s\"%s\": %s", i ? ", " : "",
+					keys[data[i] & 7], values[(data[i] >> 3) & 7]);
+	if (len < cap)
+		len += (size_t)snprintf(out + len, cap - len, "}");
+	return len < cap ? len : cap - 1;
+}
+
+static void run_generated_body(const uint8_t *data, size_t size, uint32_t seed)
+{
+	char json[2048];
+
+	if (size > 32)
+		size = 32;
+	run_body((const uint8_t *)json, generate_object(data, size, json, sizeof(json)), seed);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint32_t seed;
@@ -234,7 +263,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		run_stream(HTTP_REQUEST, data + 2, size - 2, seed);
 		break;
 	case 1:
-		run_body(data + 2, size - 2, seed);
+		if (seed & 1)
+			run_generated_body(data + 2, size - 2, seed >> 1);
+		else
+			run_body(data + 2, size - 2, seed);
 		break;
 	case 2:
 		run_stream(HTTP_RESPONSE, data + 2, size - 2, seed);
