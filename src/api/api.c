@@ -68,9 +68,12 @@ static uint64_t now_ms(void)
 
 static unsigned tick_period_ms(const struct api *api)
 {
-	unsigned shortest = api->idle_timeout_ms < api->request_timeout_ms ? api->idle_timeout_ms
-									      : api->request_timeout_ms;
-	unsigned period = shortest / 4;
+	unsigned shortest = api->idle_timeout_ms;
+	unsigned period;
+
+	if (api->request_timeout_ms < shortest)
+		shortest = api->request_timeout_ms;
+	period = shortest / 4;
 
 	return period < 10 ? 10 : period > 1000 ? 1000 : period;
 }

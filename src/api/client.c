@@ -73,9 +73,10 @@ static int connect_socket(const char *path, uint64_t deadline, struct api_error 
 			break;
 		nanosleep(&pause, NULL);
 	}
-	ret = errno == EAGAIN ? -ETIMEDOUT : -errno;
-	api_error_set(err, ret, "connect: %s", errno == EAGAIN ? "the server is not accepting connections"
-							       : strerror(errno));
+	if (errno == EAGAIN)
+		ret = api_error_set(err, -ETIMEDOUT, "connect: the server is not accepting connections");
+	else
+		ret = api_error_set(err, -errno, "connect: %s", strerror(errno));
 	close(fd);
 	return ret;
 }
@@ -121,13 +122,14 @@ static int read_response(int fd, struct http_parser *p, unsigned timeout_ms, uin
 		if (n < 0)
 			return api_error_set(err, -errno, "receive: %s", strerror(errno));
 		if (n == 0)
-			return api_error_set(err, -EPROTO,
-					     "the server closed the connection without a complete response");
+			return api_error_set(err, -EPROTO, "the server closed the connection "
+							   "without a complete response");
 		switch (http_parser_feed(p, chunk, (size_t)n)) {
 		case HTTP_DONE:
 			return 0;
 		case HTTP_ERROR:
-			return api_error_set(err, -EPROTO, "malformed response: %s", p->error_reason);
+			return api_error_set(err, -EPROTO, "malformed response: %s",
+					     p->error_reason);
 		case HTTP_MORE:
 			break;
 		}

@@ -54,9 +54,12 @@ static bool valid_path(const char *path)
 
 	if (path[0] != '/' || len > HTTP_MAX_TARGET)
 		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f || path[i] == '?')
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)path[i];
+
+		if (c <= 0x20 || c >= 0x7f || c == '?')
 			return false;
+	}
 	return true;
 }
 
@@ -211,9 +214,11 @@ static int read_body(const struct http_message *req, json_t **body, struct api_e
 	if (req->content_type && !is_json_media_type(req->content_type))
 		return api_error_set(err, 415, "the request body must be application/json, not %s",
 				     req->content_type);
-	*body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	*body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+			   &jerr);
 	if (!*body)
-		return api_error_set(err, 400, "the request body is not valid JSON: %s (line %d, column %d)",
+		return api_error_set(err, 400,
+				     "the request body is not valid JSON: %s (line %d, column %d)",
 				     jerr.text, jerr.line, jerr.column);
 	if (!json_is_object(*body)) {
 		json_decref(*body);
@@ -239,7 +244,8 @@ static int call_handler(const struct api_route *route, const json_t *body, json_
 	if (status < 200 || status > 599) {
 		log_ratelimited(LOG_ERR, "api: %s %s: handler returned status %d", route->method,
 				route->path, status);
-		return api_error_set(err, 500, "internal error: handler returned status %d", status);
+		return api_error_set(err, 500, "internal error: handler returned status %d",
+				     status);
 	}
 	return status;
 }
@@ -363,7 +369,8 @@ int api_unpack(const json_t *body, struct api_error *err, const char *fmt, ...)
 		api_error_set(err, 400, "missing field in the request body: %s", detail);
 	else if (json_error_code(&jerr) == json_error_wrong_type &&
 		 (key = key_at(fmt, jerr.position, keys)))
-		api_error_set(err, 400, "%s: %c%s", key, tolower((unsigned char)jerr.text[0]), jerr.text + 1);
+		api_error_set(err, 400, "%s: %c%s", key, tolower((unsigned char)jerr.text[0]),
+			      jerr.text + 1);
 	else
 		api_error_set(err, 400, "invalid request body: %s", jerr.text);
 	va_end(keys);

@@ -22,19 +22,22 @@ struct hvctl {
 	FILE *out, *err;
 };
 
+struct hvctl_command;
+
+/* Run a command; argv[0] is the last word of its name. Returns an exit
+ * status. */
+typedef int hvctl_command_fn(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
+			     char **argv);
+
 struct hvctl_command {
 	const char *name;    /* words to match: "status", "disk add" */
 	const char *args;    /* synopsis of what follows the name; "" if nothing */
 	const char *summary;
 	bool needs_api;
-	/* argv[0] is the name's last word; returns an exit status. */
-	int (*run)(const struct hvctl *h, const struct hvctl_command *cmd, int argc, char **argv);
+	hvctl_command_fn *run;
 };
 
-static int cmd_status(const struct hvctl *h, const struct hvctl_command *cmd, int argc, char **argv);
-static int cmd_shutdown(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
-			char **argv);
-static int cmd_stop(const struct hvctl *h, const struct hvctl_command *cmd, int argc, char **argv);
+static hvctl_command_fn cmd_status, cmd_shutdown, cmd_stop;
 
 static const struct hvctl_command commands[] = {
 	{ "status", "", "print the VM's state as JSON", true, cmd_status },
@@ -75,11 +78,12 @@ static void print_usage(FILE *f)
 static void print_command_usage(FILE *f, const struct hvctl_command *cmd)
 {
 	fprintf(f, "usage: hvctl%s %s%s%s\n\n%c%s.\n", cmd->needs_api ? " --api SOCKET" : "",
-		cmd->name, *cmd->args ? " " : "", cmd->args, toupper((unsigned char)cmd->summary[0]),
-		cmd->summary + 1);
+		cmd->name, *cmd->args ? " " : "", cmd->args,
+		toupper((unsigned char)cmd->summary[0]), cmd->summary + 1);
 }
 
-static int __attribute__((format(printf, 2, 3))) usage_error(const struct hvctl *h, const char *fmt, ...)
+static int __attribute__((format(printf, 2, 3)))
+usage_error(const struct hvctl *h, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -148,7 +152,8 @@ static int parse_flags(const struct hvctl *h, const struct hvctl_command *cmd, i
 
 /* ---- commands ---- */
 
-static int cmd_status(const struct hvctl *h, const struct hvctl_command *cmd, int argc, char **argv)
+static int cmd_status(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
+		       char **argv)
 {
 	int ret = parse_flags(h, cmd, argc, argv, NULL, NULL);
 
@@ -156,14 +161,15 @@ static int cmd_status(const struct hvctl *h, const struct hvctl_command *cmd, in
 }
 
 static int cmd_shutdown(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
-			char **argv)
+			 char **argv)
 {
 	int ret = parse_flags(h, cmd, argc, argv, NULL, NULL);
 
 	return ret >= 0 ? ret : call_api(h, "PUT", "/v1/actions/shutdown", NULL);
 }
 
-static int cmd_stop(const struct hvctl *h, const struct hvctl_command *cmd, int argc, char **argv)
+static int cmd_stop(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
+		     char **argv)
 {
 	static const char *const flags[] = { "--force", NULL };
 	bool force = false;
@@ -255,7 +261,11 @@ int hvctl_main(int argc, char **argv, FILE *out, FILE *errout)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct hvctl h = { .timeout_ms = HVCTL_DEFAULT_TIMEOUT_S * 1000, .out = out, .err = errout };
+	struct hvctl h = {
+		.timeout_ms = HVCTL_DEFAULT_TIMEOUT_S * 1000,
+		.out = out,
+		.err = errout,
+	};
 	uint64_t seconds;
 	int opt;
 
@@ -268,8 +278,8 @@ int hvctl_main(int argc, char **argv, FILE *out, FILE *errout)
 			break;
 		case 't':
 			if (parse_uint(optarg, 1, 3600, &seconds))
-				return usage_error(&h, "--timeout: not a number of seconds from 1 to 3600: '%s'",
-						   optarg);
+				return usage_error(&h, "--timeout: not a number of seconds "
+						       "from 1 to 3600: '%s'", optarg);
 			h.timeout_ms = (unsigned)seconds * 1000;
 			break;
 		case 'h':
