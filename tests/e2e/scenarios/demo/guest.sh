@@ -6,4 +6,5 @@ uname -a
 echo "processors: $(nproc)"
 free -m
 echo "Type 'poweroff -f' to stop the VM."
+cd /
 setsid cttyhack sh -l
