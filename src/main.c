@@ -14,11 +14,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/signalfd.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include "core/control.h"
 #include "core/vm.h"
 #include "hyperv/kvm_hv.h"
 #include "util/log.h"
@@ -32,16 +33,18 @@ enum { EXIT_POWEROFF = 0, EXIT_FAILURE_RUNTIME = 1, EXIT_USAGE = 2, EXIT_HOST_ST
 
 static const char usage_text[] =
 	"usage: hvmm run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
-	"                [--memory SIZE] [--cpus N] [--verbose]\n"
+	"                [--memory SIZE] [--cpus N] [--api SOCKET] [--verbose]\n"
 	"\n"
 	"  --kernel BZIMAGE  Linux kernel (bzImage, boot protocol 2.12 or later)\n"
 	"  --initrd FILE     initial RAM disk\n"
 	"  --cmdline STR     kernel command line (default \"" DEFAULT_CMDLINE "\")\n"
 	"  --memory SIZE     guest RAM, e.g. 512M or 2G (default 512M)\n"
 	"  --cpus N          virtual CPUs, 1 to 64 (default 1)\n"
+	"  --api SOCKET      serve the management API on this Unix socket\n"
 	"  --verbose         log debug messages\n"
 	"\n"
-	"The guest's COM1 is hvmm's standard input and output.\n"
+	"The guest's COM1 is hvmm's standard input and output. SIGTERM asks the\n"
+	"guest to shut down (a second one powers it off).\n"
 	"Exit status: 0 guest powered off, 1 runtime error, 2 bad command line,\n"
 	"3 stopped by a signal.\n";
 
@@ -51,7 +54,7 @@ struct file_map {
 };
 
 struct options {
-	const char *kernel_path, *initrd_path, *cmdline;
+	const char *kernel_path, *initrd_path, *cmdline, *api_path;
 	uint64_t mem_size;
 	unsigned nr_cpus;
 };
@@ -109,6 +112,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
 		{ "cmdline", required_argument, NULL, 'c' }, { "memory", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'n' },   { "verbose", no_argument, NULL, 'v' },
+		{ "api", required_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
@@ -121,6 +125,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 		case 'k': o->kernel_path = optarg; break;
 		case 'i': o->initrd_path = optarg; break;
 		case 'c': o->cmdline = optarg; break;
+		case 'a': o->api_path = optarg; break;
 		case 'v': log_threshold = LOG_DEBUG; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'm':
@@ -201,39 +206,20 @@ static void setup_terminal(void)
 	tcsetattr(STDIN_FILENO, TCSANOW, &t);
 }
 
-struct host_signals {
-	struct loop_source src;
-	struct vm *vm;
-};
-
-static void host_signal(struct loop_source *src, uint32_t events)
-{
-	struct host_signals *hs = container_of(src, struct host_signals, src);
-	struct signalfd_siginfo si;
-
-	if (read(src->fd, &si, sizeof(si)) != sizeof(si) || !hs->vm)
-		return;
-	log_info("signal %u: stopping the VM", si.ssi_signo);
-	vm_request_stop(hs->vm, VM_STOP_HOST);
-}
-
-static int setup_signals(struct loop *loop, struct host_signals *hs)
+/* Signals: the vCPU kick is unblocked in vCPU threads only; the stop
+ * signals are read from a signalfd by the controller. Block them all before
+ * any thread exists so every thread inherits the mask. */
+static void block_signals(void)
 {
 	sigset_t set;
-	int fd;
 
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1); /* the vCPU kick: unblocked in vCPU threads only */
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	sigdelset(&set, SIGUSR1);
-	fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	return loop_add(loop, &hs->src, fd, EPOLLIN, host_signal);
 }
 
 static int run_command(int argc, char **argv)
@@ -241,7 +227,7 @@ static int run_command(int argc, char **argv)
 	struct options o;
 	struct file_map kernel_file, initrd_file = { 0 };
 	struct bzimage kernel;
-	struct host_signals hs = { 0 };
+	struct control ctl;
 	struct vm_config cfg;
 	struct loop *loop;
 	const char *why;
@@ -267,10 +253,17 @@ static int run_command(int argc, char **argv)
 		.cmdline = o.cmdline, .mem_size = o.mem_size, .nr_cpus = o.nr_cpus,
 		.console_in = STDIN_FILENO, .console_out = STDOUT_FILENO,
 	};
+	block_signals();
 	loop = loop_new();
-	if (!loop || setup_signals(loop, &hs)) {
-		fprintf(stderr, "hvmm: cannot set up the event loop: %s\n", strerror(errno));
+	if (!loop) {
+		fprintf(stderr, "hvmm: cannot create the event loop: %s\n", strerror(errno));
 		return EXIT_FAILURE_RUNTIME;
+	}
+	ret = control_init(&ctl, loop, o.api_path);
+	if (ret) {
+		fprintf(stderr, "hvmm: %s%s: %s\n", o.api_path ? "cannot serve the API on " : "control",
+			o.api_path ? o.api_path : "", strerror(-ret));
+		return ret == -EADDRINUSE || ret == -EEXIST ? EXIT_USAGE : EXIT_FAILURE_RUNTIME;
 	}
 	setup_terminal();
 
@@ -281,23 +274,21 @@ static int run_command(int argc, char **argv)
 		ret = vm_create(&vm, &cfg, loop, kvm_fd);
 		if (ret) {
 			vm_destroy(vm);
+			control_fini(&ctl);
 			return ret == -E2BIG || ret == -ENOMEM ? EXIT_USAGE : EXIT_FAILURE_RUNTIME;
 		}
-		hs.vm = vm;
+		control_attach(&ctl, vm);
 		why_stopped = vm_run(vm);
-		hs.vm = NULL;
+		control_attach(&ctl, NULL);
 		vm_destroy(vm);
-		switch (why_stopped) {
-		case VM_STOP_REBOOT:
+		if (why_stopped == VM_STOP_REBOOT) {
 			log_info("guest reset: restarting the VM");
 			continue;
-		case VM_STOP_POWEROFF:
-			return EXIT_POWEROFF;
-		case VM_STOP_HOST:
-			return EXIT_HOST_STOP;
-		default:
-			return EXIT_FAILURE_RUNTIME;
 		}
+		control_fini(&ctl);
+		if (why_stopped == VM_STOP_POWEROFF)
+			return EXIT_POWEROFF;
+		return why_stopped == VM_STOP_HOST ? EXIT_HOST_STOP : EXIT_FAILURE_RUNTIME;
 	}
 }
 

@@ -122,6 +122,13 @@ int loop_timer_arm(struct loop_timer *t, uint64_t first_ms, uint64_t period_ms)
 	return 0;
 }
 
+void loop_timer_disarm(struct loop_timer *t)
+{
+	struct itimerspec off = { 0 };
+
+	timerfd_settime(t->src.fd, 0, &off, NULL);
+}
+
 void loop_timer_del(struct loop *l, struct loop_timer *t)
 {
 	loop_del(l, &t->src);

@@ -39,6 +39,7 @@ struct loop_timer {
 int loop_timer_add(struct loop *l, struct loop_timer *t, void (*fn)(struct loop_timer *t));
 /* Arm: first expiry after `first_ms`, then every `period_ms` (0 = once). */
 int loop_timer_arm(struct loop_timer *t, uint64_t first_ms, uint64_t period_ms);
+void loop_timer_disarm(struct loop_timer *t);
 void loop_timer_del(struct loop *l, struct loop_timer *t);
 
 #ifndef container_of

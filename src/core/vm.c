@@ -9,9 +9,11 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hyperv/kvm_hv.h"
+#include "ic/ic.h"
 #include "util/log.h"
 #include "x86/acpi.h"
 #include "x86/boot.h"
@@ -169,6 +171,52 @@ static int load_guest(struct vm *vm, struct boot_entry *entry)
 	return ret;
 }
 
+/* Time sync samples pair the host's UTC with the guest's reference counter
+ * (KVM's Hyper-V TIME_REF_COUNT is kvmclock in 100 ns units), read together
+ * by KVM_GET_CLOCK. */
+static int guest_utc_now(void *ctx, uint64_t *filetime, uint64_t *reftime)
+{
+	struct vm *vm = ctx;
+	struct kvm_clock_data clock = { 0 };
+
+	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
+		return -errno;
+	if (!(clock.flags & KVM_CLOCK_REALTIME))
+		return -EOPNOTSUPP;
+	*filetime = ic_filetime_from_unix((int64_t)(clock.realtime / 1000000000),
+					  (long)(clock.realtime % 1000000000));
+	*reftime = clock.clock / 100;
+	return 0;
+}
+
+static uint64_t monotonic_ms(void *ctx)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int start_hyperv(struct vm *vm)
+{
+	struct kvm_clock_data probe = { 0 };
+	struct ic_clock clock = { .monotonic_ms = monotonic_ms, .utc_now = guest_utc_now, .ctx = vm };
+
+	vm->hv = hv_partition_new(vm);
+	if (!vm->hv)
+		return -ENOMEM;
+	vm->ic = ic_host_new(hv_vmbus_server(vm->hv), vm->loop);
+	if (!vm->ic)
+		return -ENOMEM;
+	/* Without KVM_CLOCK_REALTIME (Linux < 5.16) time sync falls back to
+	 * samples the guest timestamps on arrival. */
+	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &probe) == 0 && (probe.flags & KVM_CLOCK_REALTIME)) {
+		clock.has_reftime = true;
+		ic_host_set_clock(vm->ic, &clock);
+	}
+	return 0;
+}
+
 static int init_devices(struct vm *vm)
 {
 	for (unsigned i = 0; vm_devices[i]; i++) {
@@ -208,11 +256,8 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct loop *loop, i
 		ret = setup_memory(vm);
 	if (!ret)
 		ret = load_guest(vm, &entry);
-	if (!ret) {
-		vm->hv = hv_partition_new(vm);
-		if (!vm->hv)
-			ret = -ENOMEM;
-	}
+	if (!ret)
+		ret = start_hyperv(vm);
 	if (!ret)
 		ret = init_devices(vm);
 	if (!ret)
@@ -387,6 +432,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; vm_devices[i]; i++)
 		if (vm->dev_state[i])
 			vm_devices[i]->exit(vm, vm->dev_state[i]);
+	ic_host_free(vm->ic);
 	hv_partition_free(vm->hv);
 	for (unsigned i = 0; i < vm->cfg->nr_cpus; i++) {
 		if (vm->vcpu[i].run)

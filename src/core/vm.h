@@ -19,6 +19,7 @@
 
 struct bzimage;
 struct hv_partition;
+struct ic_host;
 
 struct vm_config {
 	const struct bzimage *kernel; /* parsed once by the caller */
@@ -74,6 +75,7 @@ struct vm {
 	int stop_fd;
 	void *dev_state[VM_MAX_DEVICES]; /* indexed like vm_devices[] */
 	struct hv_partition *hv;         /* Hyper-V enlightenments and VMBus */
+	struct ic_host *ic;              /* integration services */
 };
 
 /* Create the VM (KVM VM, RAM, devices, vCPUs) and load the guest. The kvm
