@@ -405,7 +405,6 @@ static void test_free_orders(void **state)
 	assert_int_equal(tu_open(hb_class), 0);
 	tu_destroy_rings();
 	vmbus_server_free(tu.srv);
-	free(tu.mem);
 	/* Server first. */
 	tu_setup(NULL);
 	tu_connect();
