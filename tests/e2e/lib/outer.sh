@@ -38,7 +38,7 @@ secs() { printf '%d.%01d' $(($1 / 1000000)) $(($1 % 1000000 / 100000)); }
 run_outer() {
     local initrd=$1 append=$2; shift 2
     local -A done_=()
-    local line rest kind name current= hostfail= up= fd qpid t0 deadline left why= s rc
+    local line rest kind name current= hostfail= up= fd qpid t0 deadline left why= s rc last=
     outer_qemu "$initrd" "$append"
     mkdir -p "$(dirname "$E2E_CONSOLE_LOG")"
     : >"$E2E_CONSOLE_LOG"
@@ -58,7 +58,7 @@ run_outer() {
         fi
         line=${line%$'\r'}
         printf '%s\n' "$line" >>"$E2E_CONSOLE_LOG"
-        [[ $line == "@@hvmm-e2e@@ "* ]] || continue
+        [[ $line == "@@hvmm-e2e@@ "* ]] || { [[ -z $line ]] || last=$line; continue; }
         rest=${line#@@hvmm-e2e@@ }
         kind=${rest%% *} rest=${rest#* }
         case $kind in
@@ -85,11 +85,12 @@ run_outer() {
     kill "$qpid" 2>/dev/null || true
     wait "$qpid" 2>/dev/null || true
     exec {fd}<&-
+    [[ $why != died || -z $last ]] || why="died; last console line: ${last:0:160}"
     for name in "$@"; do
         [[ -n ${done_[$name]:-} ]] && continue
         if [[ -n $hostfail ]]; then s="software host failed: $hostfail"
         elif [[ -z $up && $why == timeout ]]; then s="software host did not come up within ${E2E_BOOT_TIMEOUT:-300}s"
-        elif [[ -z $up ]]; then s="software host died while booting"
+        elif [[ -z $up ]]; then s="software host died while booting ($why)"
         elif [[ $name == "$current" ]]; then s="software host stopped responding during this scenario ($why)"
         elif [[ -n $current ]]; then s="not run: software host stopped during $current"
         else s="not run: software host stopped ($why)"; fi
