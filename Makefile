@@ -59,7 +59,7 @@ unit-build: $(UNIT)
 # libFuzzer targets: clang, with every library source compiled in.
 $(B)/fuzz/%: fuzz/%.c $(LIB_SRCS) $(AML_OBJS)
 	@mkdir -p $(@D)
-	$(CLANG) -std=gnu17 -g -O1 -D_GNU_SOURCE -DFUZZING -Isrc -fsanitize=fuzzer,address,undefined \
+	$(CLANG) -std=gnu17 -g -O1 -D_GNU_SOURCE -DFUZZING -Isrc -Itests/unit -MMD -MP -MF $@.d -fsanitize=fuzzer,address,undefined \
 	  -o $@ $< $(LIB_SRCS) $(AML_OBJS) $(LDLIBS)
 
 fuzz-build: $(FUZZ)
