@@ -18,7 +18,7 @@ PASSED=${PASSED:-0} FAILED=${FAILED:-0}
 
 outer_qemu() {  # INITRD APPEND -> OUTER_QEMU array
     OUTER_QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -M pc
-        -accel tcg,thread=multi -cpu max -smp "${E2E_HOST_CPUS:-2}"
+        -accel "tcg,thread=${E2E_TCG_THREAD:-multi}" -cpu max -smp "${E2E_HOST_CPUS:-2}"
         -m "${E2E_HOST_MEM:-3G}" -nic none -no-reboot
         -kernel "$VMLINUZ" -initrd "$1" -append "console=ttyS0 panic=-1 $2")
     # E2E_QEMU_ARGS: extra arguments for debugging, e.g. "-d cpu_reset -D qemu.log"
