@@ -1,0 +1,538 @@
+/* Asynchronous block request queue: a FIFO of submitted requests, worker
+ * threads that run them with the blk_* calls, and a done list handed back
+ * to the loop thread through an eventfd. See queue.h. */
+#include "block/queue.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/loop.h"
+#include "util/log.h"
+
+struct blkq {
+	struct blk_disk *disk;
+	struct loop *loop;
+	struct loop_source src;
+	bool src_added;
+	int efd;
+	unsigned nthreads, depth;
+	size_t bounce_size;
+	uint32_t sector;
+	pthread_t *threads;
+	unsigned nr_started;
+	uint8_t *inline_bounce; /* no-worker mode */
+
+	pthread_mutex_t lock;
+	pthread_cond_t work_cv; /* workers: pending work or stop */
+	pthread_cond_t idle_cv; /* a request finished (flush barrier, drain) */
+	/* Under lock. */
+	struct blkq_req *pend_head, *pend_tail; /* submitted, not started */
+	struct blkq_req *act_head, *act_tail;   /* started writes, in submission order */
+	struct blkq_req *done_head, *done_tail; /* finished, not delivered */
+	unsigned unfinished;                    /* submitted and not finished */
+	bool stop_workers;
+	/* Loop thread only. */
+	uint64_t next_seq;
+	unsigned inflight; /* submitted, done not yet run */
+	bool delivering;
+	bool stopped;
+	struct blkq_stats stats;
+};
+
+void blkq_default_config(struct blkq_config *cfg)
+{
+	cfg->threads = BLKQ_DEFAULT_THREADS;
+	cfg->depth = BLKQ_DEFAULT_DEPTH;
+	cfg->bounce_size = BLKQ_DEFAULT_BOUNCE;
+}
+
+static bool modifies_data(const struct blkq_req *r)
+{
+	return r->op == BLKQ_OP_WRITE || r->op == BLKQ_OP_DISCARD || r->op == BLKQ_OP_WRITE_SAME;
+}
+
+/* ---- executing one request (worker, or poll without workers) ---- */
+
+/* Copy between the scatter list and a flat buffer: bytes [pos, pos+len) of
+ * the list. */
+static void sg_copy(const struct blkq_req *r, uint64_t pos, uint8_t *flat, size_t len, bool to_sg)
+{
+	for (unsigned i = 0; i < r->niov && len; i++) {
+		size_t seg = r->iov[i].len;
+		size_t n;
+
+		if (pos >= seg) {
+			pos -= seg;
+			continue;
+		}
+		n = seg - pos < len ? seg - pos : len;
+		if (to_sg)
+			memcpy((uint8_t *)r->iov[i].base + pos, flat, n);
+		else
+			memcpy(flat, (const uint8_t *)r->iov[i].base + pos, n);
+		flat += n;
+		len -= n;
+		pos = 0;
+	}
+}
+
+static bool direct_ok(const struct blkq_req *r)
+{
+	return r->niov >= 1 && r->iov[0].len >= r->len && ((uintptr_t)r->iov[0].base & 4095) == 0;
+}
+
+static bool needs_bounce(const struct blkq_req *r)
+{
+	if (r->op == BLKQ_OP_WRITE_SAME)
+		return true;
+	return (r->op == BLKQ_OP_READ || r->op == BLKQ_OP_WRITE) && !direct_ok(r);
+}
+
+static int exec_rw(struct blkq *q, struct blkq_req *r, uint8_t *bounce)
+{
+	bool wr = r->op == BLKQ_OP_WRITE;
+	uint64_t done = 0;
+	int ret = 0;
+
+	if (direct_ok(r))
+		return wr ? blk_write(q->disk, r->off, r->iov[0].base, r->len, r->flags & BLK_FUA)
+			  : blk_read(q->disk, r->off, r->iov[0].base, r->len);
+	while (done < r->len && !ret) {
+		size_t n = r->len - done < q->bounce_size ? (size_t)(r->len - done) : q->bounce_size;
+
+		if (wr) {
+			sg_copy(r, done, bounce, n, false);
+			ret = blk_write(q->disk, r->off + done, bounce, n, r->flags & BLK_FUA);
+		} else {
+			ret = blk_read(q->disk, r->off + done, bounce, n);
+			if (!ret)
+				sg_copy(r, done, bounce, n, true);
+		}
+		done += n;
+	}
+	return ret;
+}
+
+static int exec_write_same(struct blkq *q, struct blkq_req *r, uint8_t *bounce)
+{
+	size_t plen = r->iov[0].len;
+	size_t fill = q->bounce_size / plen * plen;
+	uint64_t done = 0;
+	int ret;
+
+	if (r->flags & BLKQ_UNMAP) {
+		ret = blk_discard(q->disk, r->off, r->len);
+		if (ret != -EOPNOTSUPP)
+			return ret;
+	}
+	if (fill > r->len)
+		fill = (size_t)r->len;
+	for (size_t o = 0; o < fill; o += plen)
+		memcpy(bounce + o, r->iov[0].base, plen);
+	ret = 0;
+	while (done < r->len && !ret) {
+		size_t n = r->len - done < fill ? (size_t)(r->len - done) : fill;
+
+		ret = blk_write(q->disk, r->off + done, bounce, n, r->flags & BLK_FUA);
+		done += n;
+	}
+	return ret;
+}
+
+static int exec_req(struct blkq *q, struct blkq_req *r, uint8_t *bounce)
+{
+	switch (r->op) {
+	case BLKQ_OP_READ:
+	case BLKQ_OP_WRITE:
+		return exec_rw(q, r, bounce);
+	case BLKQ_OP_FLUSH:
+		return blk_flush(q->disk);
+	case BLKQ_OP_DISCARD:
+		return blk_discard(q->disk, r->off, r->len);
+	case BLKQ_OP_WRITE_SAME:
+		return exec_write_same(q, r, bounce);
+	}
+	return -EINVAL;
+}
+
+/* ---- lists (under lock) ---- */
+
+static void list_append(struct blkq_req **head, struct blkq_req **tail, struct blkq_req *r)
+{
+	r->next = NULL;
+	r->prev = *tail;
+	if (*tail)
+		(*tail)->next = r;
+	else
+		*head = r;
+	*tail = r;
+}
+
+static void list_unlink(struct blkq_req **head, struct blkq_req **tail, struct blkq_req *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		*head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	else
+		*tail = r->prev;
+	r->next = r->prev = NULL;
+}
+
+static struct blkq_req *pend_pop(struct blkq *q)
+{
+	struct blkq_req *r = q->pend_head;
+
+	if (r)
+		list_unlink(&q->pend_head, &q->pend_tail, r);
+	return r;
+}
+
+/* A flush may run once no write submitted before it is still running. */
+static bool flush_ready(const struct blkq *q, const struct blkq_req *flush)
+{
+	return !q->act_head || q->act_head->seq > flush->seq;
+}
+
+static void kick_eventfd(struct blkq *q)
+{
+	uint64_t one = 1;
+
+	/* A full counter (never in practice) still leaves the fd readable. */
+	if (write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_ratelimited(LOG_ERR, "blkq: eventfd write: %s", strerror(errno));
+}
+
+/* Record a finished request (lock held); returns true if the done list was
+ * empty, i.e. the loop must be woken. */
+static bool finish_locked(struct blkq *q, struct blkq_req *r, int ret)
+{
+	bool was_empty = !q->done_head;
+
+	r->result = ret;
+	if (modifies_data(r))
+		list_unlink(&q->act_head, &q->act_tail, r);
+	list_append(&q->done_head, &q->done_tail, r);
+	q->unfinished--;
+	pthread_cond_broadcast(&q->idle_cv);
+	return was_empty;
+}
+
+static void *worker(void *arg)
+{
+	struct blkq *q = arg;
+	uint8_t *bounce = aligned_alloc(4096, q->bounce_size);
+
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		struct blkq_req *r;
+		bool wake;
+		int ret;
+
+		while (!q->pend_head && !q->stop_workers)
+			pthread_cond_wait(&q->work_cv, &q->lock);
+		r = pend_pop(q);
+		if (!r)
+			break; /* stopping and nothing left */
+		if (modifies_data(r))
+			list_append(&q->act_head, &q->act_tail, r);
+		if (r->op == BLKQ_OP_FLUSH)
+			while (!flush_ready(q, r))
+				pthread_cond_wait(&q->idle_cv, &q->lock);
+		pthread_mutex_unlock(&q->lock);
+		if (!bounce && needs_bounce(r))
+			ret = -ENOMEM;
+		else
+			ret = exec_req(q, r, bounce);
+		pthread_mutex_lock(&q->lock);
+		wake = finish_locked(q, r, ret);
+		if (wake)
+			kick_eventfd(q);
+	}
+	pthread_mutex_unlock(&q->lock);
+	free(bounce);
+	return NULL;
+}
+
+/* ---- loop side ---- */
+
+static void on_event(struct loop_source *src, uint32_t events)
+{
+	blkq_poll(container_of(src, struct blkq, src));
+}
+
+int blkq_new(struct blkq **out, struct blk_disk *disk, struct loop *loop,
+	     const struct blkq_config *cfg)
+{
+	struct blkq_config def;
+	struct blk_info info;
+	struct blkq *q;
+	int ret;
+
+	*out = NULL;
+	if (!cfg) {
+		blkq_default_config(&def);
+		cfg = &def;
+	}
+	if (!disk || cfg->threads > BLKQ_MAX_THREADS || !cfg->depth || cfg->depth > BLKQ_MAX_DEPTH ||
+	    cfg->bounce_size < 4096 || cfg->bounce_size % 4096 || cfg->bounce_size > (64u << 20))
+		return -EINVAL;
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	blk_get_info(disk, &info);
+	q->disk = disk;
+	q->loop = loop;
+	q->nthreads = cfg->threads;
+	q->depth = cfg->depth;
+	q->bounce_size = cfg->bounce_size;
+	q->sector = info.logical_sector == 4096 ? 4096 : 512;
+	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->work_cv, NULL);
+	pthread_cond_init(&q->idle_cv, NULL);
+	if (q->efd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if (loop) {
+		ret = loop_add(loop, &q->src, q->efd, EPOLLIN, on_event);
+		if (ret)
+			goto fail;
+		q->src_added = true;
+	}
+	if (!q->nthreads) {
+		q->inline_bounce = aligned_alloc(4096, q->bounce_size);
+		if (!q->inline_bounce) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+	} else {
+		q->threads = calloc(q->nthreads, sizeof(*q->threads));
+		if (!q->threads) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		for (unsigned i = 0; i < q->nthreads; i++) {
+			ret = -pthread_create(&q->threads[i], NULL, worker, q);
+			if (ret)
+				goto fail;
+			q->nr_started++;
+		}
+	}
+	*out = q;
+	return 0;
+fail:
+	blkq_free(q);
+	return ret;
+}
+
+int blkq_submit(struct blkq *q, struct blkq_req *r)
+{
+	uint64_t mask = q->sector - 1;
+
+	if (q->stopped)
+		return -ESHUTDOWN;
+	if (q->inflight >= q->depth)
+		return -EAGAIN;
+	if ((r->off & mask) || (r->len & mask) || r->off + r->len < r->off)
+		return -EINVAL;
+	switch (r->op) {
+	case BLKQ_OP_READ:
+	case BLKQ_OP_WRITE: {
+		uint64_t total = 0;
+
+		if (!r->len || !r->iov || !r->niov)
+			return -EINVAL;
+		for (unsigned i = 0; i < r->niov && total < r->len; i++) {
+			if (!r->iov[i].base && r->iov[i].len)
+				return -EINVAL;
+			total += r->iov[i].len;
+		}
+		if (total < r->len)
+			return -EINVAL;
+		break;
+	}
+	case BLKQ_OP_FLUSH:
+		break;
+	case BLKQ_OP_DISCARD:
+		if (!r->len)
+			return -EINVAL;
+		break;
+	case BLKQ_OP_WRITE_SAME:
+		if (!r->len || !r->iov || r->niov != 1 || r->iov[0].len != q->sector ||
+		    !r->iov[0].base)
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
+	r->result = 0;
+	r->seq = q->next_seq++;
+	q->inflight++;
+	pthread_mutex_lock(&q->lock);
+	list_append(&q->pend_head, &q->pend_tail, r);
+	q->unfinished++;
+	if (q->nthreads)
+		pthread_cond_signal(&q->work_cv);
+	pthread_mutex_unlock(&q->lock);
+	if (!q->nthreads)
+		kick_eventfd(q);
+	return 0;
+}
+
+bool blkq_full(const struct blkq *q)
+{
+	return q->inflight >= q->depth;
+}
+
+unsigned blkq_inflight(const struct blkq *q)
+{
+	return q->inflight;
+}
+
+unsigned blkq_depth(const struct blkq *q)
+{
+	return q->depth;
+}
+
+int blkq_event_fd(const struct blkq *q)
+{
+	return q->efd;
+}
+
+/* Without workers: run everything queued, in order. */
+static void run_inline(struct blkq *q)
+{
+	for (;;) {
+		struct blkq_req *r;
+		int ret;
+
+		pthread_mutex_lock(&q->lock);
+		r = pend_pop(q);
+		if (r && modifies_data(r))
+			list_append(&q->act_head, &q->act_tail, r);
+		pthread_mutex_unlock(&q->lock);
+		if (!r)
+			return;
+		ret = exec_req(q, r, q->inline_bounce);
+		pthread_mutex_lock(&q->lock);
+		finish_locked(q, r, ret);
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+static void account(struct blkq *q, const struct blkq_req *r)
+{
+	struct blkq_stats *s = &q->stats;
+
+	if (r->result)
+		s->errors++;
+	switch (r->op) {
+	case BLKQ_OP_READ:
+		s->reads++;
+		if (!r->result)
+			s->bytes_read += r->len;
+		break;
+	case BLKQ_OP_WRITE:
+		s->writes++;
+		if (!r->result)
+			s->bytes_written += r->len;
+		break;
+	case BLKQ_OP_FLUSH:
+		s->flushes++;
+		break;
+	case BLKQ_OP_DISCARD:
+		s->discards++;
+		break;
+	case BLKQ_OP_WRITE_SAME:
+		s->write_sames++;
+		break;
+	}
+}
+
+unsigned blkq_poll(struct blkq *q)
+{
+	struct blkq_req *list;
+	unsigned n = 0;
+	uint64_t cnt;
+
+	if (q->delivering)
+		return 0;
+	if (read(q->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		log_ratelimited(LOG_ERR, "blkq: eventfd read: %s", strerror(errno));
+	if (!q->nthreads)
+		run_inline(q);
+	pthread_mutex_lock(&q->lock);
+	list = q->done_head;
+	q->done_head = q->done_tail = NULL;
+	pthread_mutex_unlock(&q->lock);
+	q->delivering = true;
+	while (list) {
+		struct blkq_req *r = list;
+
+		list = r->next;
+		r->next = r->prev = NULL;
+		q->inflight--;
+		account(q, r);
+		r->done(r); /* may free r or submit */
+		n++;
+	}
+	q->delivering = false;
+	return n;
+}
+
+void blkq_drain(struct blkq *q)
+{
+	while (q->inflight) {
+		if (q->nthreads) {
+			pthread_mutex_lock(&q->lock);
+			while (q->unfinished)
+				pthread_cond_wait(&q->idle_cv, &q->lock);
+			pthread_mutex_unlock(&q->lock);
+		}
+		if (!blkq_poll(q) && q->inflight && q->delivering)
+			break; /* called from a done callback: cannot make progress */
+	}
+}
+
+void blkq_stop(struct blkq *q)
+{
+	q->stopped = true;
+}
+
+void blkq_get_stats(const struct blkq *q, struct blkq_stats *st)
+{
+	*st = q->stats;
+}
+
+void blkq_free(struct blkq *q)
+{
+	if (!q)
+		return;
+	q->stopped = true;
+	if (q->nr_started || !q->nthreads)
+		blkq_drain(q);
+	pthread_mutex_lock(&q->lock);
+	q->stop_workers = true;
+	pthread_cond_broadcast(&q->work_cv);
+	pthread_mutex_unlock(&q->lock);
+	for (unsigned i = 0; i < q->nr_started; i++)
+		pthread_join(q->threads[i], NULL);
+	if (q->src_added)
+		loop_del(q->loop, &q->src);
+	if (q->efd >= 0)
+		close(q->efd);
+	pthread_cond_destroy(&q->work_cv);
+	pthread_cond_destroy(&q->idle_cv);
+	pthread_mutex_destroy(&q->lock);
+	free(q->threads);
+	free(q->inline_bounce);
+	free(q);
+}

@@ -1,0 +1,559 @@
+/* Block request queue: round trips, scatter lists, the flush barrier,
+ * back-pressure, drain, errors, write-same, loop delivery, no-worker mode. */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "block/queue.h"
+#include "core/loop.h"
+
+#include "test_scsi_memdisk.h"
+
+#define DISK_SIZE (4u << 20)
+
+static struct memdisk *md;
+static struct blk_disk *disk;
+static struct blkq *q;
+
+struct done_rec {
+	unsigned count;
+	int last_result;
+	struct blkq_req *order[256];
+	unsigned norder;
+};
+static struct done_rec dr;
+
+static void on_done(struct blkq_req *r)
+{
+	dr.count++;
+	dr.last_result = r->result;
+	if (dr.norder < 256)
+		dr.order[dr.norder++] = r;
+}
+
+static int setup(void **state)
+{
+	memset(&dr, 0, sizeof(dr));
+	md = md_new(DISK_SIZE, 512, 4096);
+	disk = md_disk(md);
+	q = NULL;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	blkq_free(q);
+	q = NULL;
+	blk_close(disk);
+	md_free(md);
+	return 0;
+}
+
+static void make_queue(unsigned threads, unsigned depth)
+{
+	struct blkq_config cfg;
+
+	blkq_default_config(&cfg);
+	cfg.threads = threads;
+	cfg.depth = depth;
+	cfg.bounce_size = 64 * 1024;
+	assert_int_equal(blkq_new(&q, disk, NULL, &cfg), 0);
+}
+
+/* Deliver completions until `n` done callbacks ran (5 s limit). */
+static void wait_count(unsigned n)
+{
+	for (int i = 0; i < 500 && dr.count < n; i++) {
+		struct pollfd p = { .fd = blkq_event_fd(q), .events = POLLIN };
+
+		poll(&p, 1, 10);
+		blkq_poll(q);
+	}
+	assert_true(dr.count >= n);
+}
+
+static void rw_req(struct blkq_req *r, enum blkq_op op, uint64_t off, struct blkq_iov *iov,
+		   unsigned niov, uint64_t len)
+{
+	memset(r, 0, sizeof(*r));
+	r->op = op;
+	r->off = off;
+	r->len = len;
+	r->iov = iov;
+	r->niov = niov;
+	r->done = on_done;
+}
+
+static void test_round_trip(void **state)
+{
+	uint8_t *wbuf = aligned_alloc(4096, 65536), *rbuf = aligned_alloc(4096, 65536);
+	struct blkq_iov wi = { wbuf, 65536 }, ri = { rbuf, 65536 };
+	struct blkq_req w, r;
+	struct blkq_stats st;
+
+	make_queue(4, 16);
+	for (unsigned i = 0; i < 65536; i++)
+		wbuf[i] = (uint8_t)(i * 7 + 3);
+	rw_req(&w, BLKQ_OP_WRITE, 8192, &wi, 1, 65536);
+	assert_int_equal(blkq_submit(q, &w), 0);
+	assert_int_equal(dr.count, 0); /* never inside submit */
+	wait_count(1);
+	assert_int_equal(dr.last_result, 0);
+	assert_memory_equal(md->data + 8192, wbuf, 65536);
+	rw_req(&r, BLKQ_OP_READ, 8192, &ri, 1, 65536);
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(2);
+	assert_memory_equal(rbuf, wbuf, 65536);
+	blkq_get_stats(q, &st);
+	assert_int_equal(st.reads, 1);
+	assert_int_equal(st.writes, 1);
+	assert_int_equal(st.bytes_read, 65536);
+	assert_int_equal(st.bytes_written, 65536);
+	assert_int_equal(st.errors, 0);
+	assert_int_equal(blkq_inflight(q), 0);
+	free(wbuf);
+	free(rbuf);
+}
+
+/* Scattered, unaligned buffers go through the bounce buffer in chunks
+ * (bounce 64 KiB, transfer 200 KiB); only the first len bytes are used. */
+static void test_scatter(void **state)
+{
+	enum { SEGS = 50, SEG = 4096 };
+	uint8_t *mem = malloc(SEGS * (SEG + 17) + 4096);
+	struct blkq_iov iov[SEGS + 1];
+	struct blkq_req w, r;
+	uint64_t len = (uint64_t)SEGS * SEG;
+	uint8_t *expect = malloc(len);
+
+	make_queue(2, 16);
+	for (unsigned i = 0; i < SEGS; i++) {
+		iov[i].base = mem + 1 + i * (SEG + 17); /* unaligned, gaps */
+		iov[i].len = SEG;
+		for (unsigned j = 0; j < SEG; j++)
+			((uint8_t *)iov[i].base)[j] = (uint8_t)(i ^ j);
+		memcpy(expect + i * SEG, iov[i].base, SEG);
+	}
+	iov[SEGS].base = mem; /* extra, beyond len: unused */
+	iov[SEGS].len = 4096;
+	rw_req(&w, BLKQ_OP_WRITE, 4096, iov, SEGS + 1, len);
+	assert_int_equal(blkq_submit(q, &w), 0);
+	wait_count(1);
+	assert_int_equal(dr.last_result, 0);
+	assert_memory_equal(md->data + 4096, expect, len);
+	for (unsigned i = 0; i < SEGS; i++)
+		memset(iov[i].base, 0, SEG);
+	rw_req(&r, BLKQ_OP_READ, 4096, iov, SEGS, len);
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(2);
+	for (unsigned i = 0; i < SEGS; i++)
+		assert_memory_equal(iov[i].base, expect + i * SEG, SEG);
+	/* 200 KiB through a 64 KiB bounce: at least 4 device writes. */
+	assert_true(md->nwrites >= 4);
+	free(mem);
+	free(expect);
+}
+
+/* A flush runs only after every write submitted before it finished. */
+static void test_flush_waits_for_earlier_writes(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 8192);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req w1, w2, f;
+
+	make_queue(4, 16);
+	memset(buf, 0xab, 8192);
+	md_set_gate(md, true);
+	rw_req(&w1, BLKQ_OP_WRITE, 0, &iov, 1, 4096);
+	rw_req(&w2, BLKQ_OP_WRITE, 4096, &iov, 1, 4096);
+	rw_req(&f, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	assert_int_equal(blkq_submit(q, &w1), 0);
+	assert_int_equal(blkq_submit(q, &w2), 0);
+	assert_int_equal(blkq_submit(q, &f), 0);
+	md_wait_waiting(md, 2);
+	usleep(20000);
+	blkq_poll(q);
+	assert_int_equal(dr.count, 0);
+	assert_int_equal(md->nflushes, 0); /* the flush has not reached the disk */
+	md_set_gate(md, false);
+	wait_count(3);
+	/* The flush completed last and started after both writes ended. */
+	assert_ptr_equal(dr.order[2], &f);
+	for (unsigned i = 0; i < md->nlog; i++) {
+		if (md->log[i].op != MD_FLUSH)
+			continue;
+		for (unsigned j = 0; j < md->nlog; j++)
+			if (md->log[j].op == MD_WRITE)
+				assert_true(md->log[i].start > md->log[j].end);
+	}
+	assert_int_equal(md->nflushes, 1);
+	free(buf);
+}
+
+/* ...but not for writes submitted after it. */
+static void test_flush_ignores_later_writes(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req f1, w, f2;
+
+	make_queue(4, 16);
+	md_set_gate(md, true);
+	rw_req(&f1, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	rw_req(&w, BLKQ_OP_WRITE, 0, &iov, 1, 4096);
+	rw_req(&f2, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	assert_int_equal(blkq_submit(q, &f1), 0);
+	wait_count(1);
+	assert_ptr_equal(dr.order[0], &f1);
+	assert_int_equal(blkq_submit(q, &w), 0);
+	md_wait_waiting(md, 1);
+	assert_int_equal(blkq_submit(q, &f2), 0);
+	usleep(20000);
+	blkq_poll(q);
+	assert_int_equal(dr.count, 1); /* f2 waits for w */
+	md_set_gate(md, false);
+	wait_count(3);
+	assert_ptr_equal(dr.order[2], &f2);
+	free(buf);
+}
+
+/* Depth reached: -EAGAIN and blkq_full(); a completion frees a slot before
+ * the done callback runs. */
+static struct blkq_req *resubmit_req;
+static int resubmit_ret = 1;
+
+static void on_done_resubmit(struct blkq_req *r)
+{
+	on_done(r);
+	if (resubmit_req) {
+		resubmit_ret = blkq_submit(q, resubmit_req);
+		resubmit_req = NULL;
+	}
+}
+
+static void test_back_pressure(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req w[6];
+
+	make_queue(2, 4);
+	assert_int_equal(blkq_depth(q), 4);
+	md_set_gate(md, true);
+	for (unsigned i = 0; i < 4; i++) {
+		rw_req(&w[i], BLKQ_OP_WRITE, i * 4096, &iov, 1, 4096);
+		w[i].done = on_done_resubmit;
+		assert_false(blkq_full(q));
+		assert_int_equal(blkq_submit(q, &w[i]), 0);
+	}
+	assert_true(blkq_full(q));
+	rw_req(&w[4], BLKQ_OP_WRITE, 4 * 4096, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &w[4]), -EAGAIN);
+	assert_int_equal(blkq_inflight(q), 4);
+	resubmit_req = &w[4];
+	md_set_gate(md, false);
+	wait_count(5);
+	assert_int_equal(resubmit_ret, 0);
+	assert_int_equal(blkq_inflight(q), 0);
+	free(buf);
+}
+
+static unsigned chain_left;
+static struct blkq_req chain_req;
+
+static void on_chain(struct blkq_req *r)
+{
+	on_done(r);
+	if (chain_left) {
+		chain_left--;
+		assert_int_equal(blkq_submit(q, r), 0);
+	}
+}
+
+/* Drain waits for everything, including requests the callbacks submit. */
+static void test_drain(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req w[32];
+
+	make_queue(4, 64);
+	md->write_delay_us = 2000;
+	for (unsigned i = 0; i < 32; i++) {
+		rw_req(&w[i], BLKQ_OP_WRITE, i * 4096, &iov, 1, 4096);
+		assert_int_equal(blkq_submit(q, &w[i]), 0);
+	}
+	chain_left = 5;
+	rw_req(&chain_req, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	chain_req.done = on_chain;
+	assert_int_equal(blkq_submit(q, &chain_req), 0);
+	blkq_drain(q);
+	assert_int_equal(dr.count, 32 + 6);
+	assert_int_equal(blkq_inflight(q), 0);
+	assert_int_equal(md->nwrites, 32);
+	assert_int_equal(md->nflushes, 6);
+	free(buf);
+}
+
+/* blkq_free() with requests in flight finishes them first. */
+static void test_free_drains(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req w[8];
+
+	make_queue(2, 16);
+	md->write_delay_us = 1000;
+	for (unsigned i = 0; i < 8; i++) {
+		rw_req(&w[i], BLKQ_OP_WRITE, i * 4096, &iov, 1, 4096);
+		assert_int_equal(blkq_submit(q, &w[i]), 0);
+	}
+	blkq_free(q);
+	q = NULL;
+	assert_int_equal(dr.count, 8);
+	free(buf);
+}
+
+static void test_errors(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 8192);
+	struct blkq_iov iov = { buf, 4096 }, pat = { buf, 512 }, badpat = { buf, 1024 };
+	struct blkq_req r;
+	struct blkq_stats st;
+
+	make_queue(1, 4);
+	/* Malformed requests are refused at submit. */
+	rw_req(&r, BLKQ_OP_READ, 100, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &r), -EINVAL); /* offset not a sector multiple */
+	rw_req(&r, BLKQ_OP_READ, 0, &iov, 1, 1000);
+	assert_int_equal(blkq_submit(q, &r), -EINVAL); /* length */
+	rw_req(&r, BLKQ_OP_READ, 0, &iov, 1, 8192);
+	assert_int_equal(blkq_submit(q, &r), -EINVAL); /* scatter list too short */
+	rw_req(&r, BLKQ_OP_READ, 0, &iov, 0, 4096);
+	assert_int_equal(blkq_submit(q, &r), -EINVAL);
+	rw_req(&r, BLKQ_OP_READ, 0, &iov, 1, 0);
+	assert_int_equal(blkq_submit(q, &r), -EINVAL);
+	rw_req(&r, (enum blkq_op)77, 0, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &r), -EINVAL);
+	rw_req(&r, BLKQ_OP_WRITE_SAME, 0, &badpat, 1, 4096);
+	assert_int_equal(blkq_submit(q, &r), -EINVAL); /* pattern is not one sector */
+	rw_req(&r, BLKQ_OP_DISCARD, 0, NULL, 0, 0);
+	assert_int_equal(blkq_submit(q, &r), -EINVAL);
+	rw_req(&r, BLKQ_OP_READ, UINT64_MAX - 511, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &r), -EINVAL); /* wraps */
+	(void)pat;
+	assert_int_equal(blkq_inflight(q), 0);
+	/* Device errors come back in result. */
+	md->fail_read = -EIO;
+	rw_req(&r, BLKQ_OP_READ, 0, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(1);
+	assert_int_equal(dr.last_result, -EIO);
+	md->fail_flush = -ENOSPC;
+	rw_req(&r, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(2);
+	assert_int_equal(dr.last_result, -ENOSPC);
+	blkq_get_stats(q, &st);
+	assert_int_equal(st.errors, 2);
+	/* Stopped: refused. */
+	blkq_stop(q);
+	rw_req(&r, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	assert_int_equal(blkq_submit(q, &r), -ESHUTDOWN);
+	free(buf);
+}
+
+static void test_write_same_and_discard(void **state)
+{
+	uint8_t pattern[512], zero[512] = { 0 };
+	struct blkq_iov pat = { pattern, 512 }, zp = { zero, 512 };
+	struct blkq_req r;
+
+	make_queue(2, 4);
+	for (unsigned i = 0; i < 512; i++)
+		pattern[i] = (uint8_t)i;
+	/* 300 KiB of pattern through a 64 KiB bounce. */
+	rw_req(&r, BLKQ_OP_WRITE_SAME, 1024 * 1024, &pat, 1, 300 * 1024);
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(1);
+	assert_int_equal(dr.last_result, 0);
+	for (unsigned i = 0; i < 600; i++)
+		assert_memory_equal(md->data + 1024 * 1024 + i * 512, pattern, 512);
+	assert_int_equal(md->data[1024 * 1024 + 300 * 1024], 0);
+	/* With UNMAP on a disk that can discard: one discard, zeros. */
+	rw_req(&r, BLKQ_OP_WRITE_SAME, 1024 * 1024, &zp, 1, 4096);
+	r.flags = BLKQ_UNMAP;
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(2);
+	assert_int_equal(md->ndiscards, 1);
+	assert_int_equal(md->data[1024 * 1024], 0);
+	/* Without discard support the pattern is written instead. */
+	md->can_discard = false;
+	memset(md->data + 2 * 1024 * 1024, 0xee, 4096);
+	rw_req(&r, BLKQ_OP_WRITE_SAME, 2 * 1024 * 1024, &zp, 1, 4096);
+	r.flags = BLKQ_UNMAP;
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(3);
+	assert_int_equal(dr.last_result, 0);
+	assert_memory_equal(md->data + 2 * 1024 * 1024, zero, 512);
+	assert_memory_equal(md->data + 2 * 1024 * 1024 + 3584, zero, 512);
+	/* Plain discard: the driver's answer comes back. */
+	rw_req(&r, BLKQ_OP_DISCARD, 0, NULL, 0, 4096);
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(4);
+	assert_int_equal(dr.last_result, -EOPNOTSUPP);
+}
+
+static void test_fua(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req r;
+
+	make_queue(1, 4);
+	rw_req(&r, BLKQ_OP_WRITE, 0, &iov, 1, 4096);
+	r.flags = BLK_FUA;
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(1);
+	assert_int_equal(md->fua_writes, 1);
+	assert_int_equal(md->log[0].flags & BLK_FUA, BLK_FUA);
+	free(buf);
+}
+
+/* No workers: requests run inside blkq_poll(), in order. */
+static void test_inline_mode(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req w, f, r;
+
+	make_queue(0, 8);
+	memset(buf, 0x5a, 4096);
+	rw_req(&w, BLKQ_OP_WRITE, 0, &iov, 1, 4096);
+	rw_req(&f, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	rw_req(&r, BLKQ_OP_READ, 4096, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &w), 0);
+	assert_int_equal(blkq_submit(q, &f), 0);
+	assert_int_equal(blkq_submit(q, &r), 0);
+	assert_int_equal(md->nwrites, 0);
+	assert_int_equal(blkq_poll(q), 3);
+	assert_ptr_equal(dr.order[0], &w);
+	assert_ptr_equal(dr.order[1], &f);
+	assert_ptr_equal(dr.order[2], &r);
+	assert_int_equal(md->data[0], 0x5a);
+	assert_int_equal(buf[0], 0); /* read back the zeros at 4096 */
+	free(buf);
+}
+
+/* With a loop, completions arrive through the loop's source. */
+static struct loop *test_loop;
+
+static void on_done_stop(struct blkq_req *r)
+{
+	on_done(r);
+	loop_stop(test_loop);
+}
+
+static void test_loop_delivery(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_config cfg;
+	struct blkq_req r;
+
+	test_loop = loop_new();
+	assert_non_null(test_loop);
+	blkq_default_config(&cfg);
+	assert_int_equal(blkq_new(&q, disk, test_loop, &cfg), 0);
+	rw_req(&r, BLKQ_OP_READ, 0, &iov, 1, 4096);
+	r.done = on_done_stop;
+	assert_int_equal(blkq_submit(q, &r), 0);
+	assert_int_equal(loop_run(test_loop), 0);
+	assert_int_equal(dr.count, 1);
+	blkq_free(q);
+	q = NULL;
+	loop_free(test_loop);
+	free(buf);
+}
+
+static void test_bad_config(void **state)
+{
+	struct blkq_config cfg;
+	struct blkq *x;
+
+	blkq_default_config(&cfg);
+	cfg.depth = 0;
+	assert_int_equal(blkq_new(&x, disk, NULL, &cfg), -EINVAL);
+	blkq_default_config(&cfg);
+	cfg.threads = BLKQ_MAX_THREADS + 1;
+	assert_int_equal(blkq_new(&x, disk, NULL, &cfg), -EINVAL);
+	blkq_default_config(&cfg);
+	cfg.bounce_size = 1000;
+	assert_int_equal(blkq_new(&x, disk, NULL, &cfg), -EINVAL);
+	assert_int_equal(blkq_new(&x, NULL, NULL, NULL), -EINVAL);
+	blkq_free(NULL);
+}
+
+/* Many concurrent random requests: every one completes exactly once and the
+ * data is right. */
+static void test_stress(void **state)
+{
+	enum { N = 200 };
+	static struct blkq_req reqs[N];
+	static struct blkq_iov iovs[N];
+	uint8_t *bufs = aligned_alloc(4096, (size_t)N * 4096);
+
+	make_queue(4, 32);
+	for (unsigned i = 0; i < N; i++) {
+		memset(bufs + i * 4096, (int)(i & 0xff), 4096);
+		iovs[i] = (struct blkq_iov){ bufs + i * 4096, 4096 };
+	}
+	for (unsigned sent = 0; sent < N;) {
+		int ret;
+
+		rw_req(&reqs[sent], sent % 10 == 9 ? BLKQ_OP_FLUSH : BLKQ_OP_WRITE,
+		       (uint64_t)sent * 4096, &iovs[sent], 1, 4096);
+		ret = blkq_submit(q, &reqs[sent]);
+		if (ret == -EAGAIN) {
+			wait_count(dr.count + 1);
+			continue;
+		}
+		assert_int_equal(ret, 0);
+		sent++;
+	}
+	blkq_drain(q);
+	assert_int_equal(dr.count, N);
+	for (unsigned i = 0; i < N; i++)
+		if (i % 10 != 9)
+			assert_int_equal(md->data[i * 4096 + 100], i & 0xff);
+	free(bufs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scatter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_waits_for_earlier_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_ignores_later_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_back_pressure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_drains, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_same_and_discard, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fua, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inline_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_delivery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stress, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
