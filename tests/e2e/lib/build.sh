@@ -43,6 +43,12 @@ e2e_kernel() {
     else
         pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
               awk '/Depends: linux-image/{print $2; exit}')
+        if [[ -z $pkg && $EUID == 0 && -z $(ls "$E2E_OUT/kernel" 2>/dev/null) ]]; then
+            log "no apt lists: running apt-get update"
+            apt-get update -q >/dev/null 2>&1 || true
+            pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+                  awk '/Depends: linux-image/{print $2; exit}')
+        fi
         ver=$([[ -n $pkg ]] && apt-cache show --no-all-versions "$pkg" 2>/dev/null |
               awk '/^Version:/{print $2; exit}')
         if [[ -n $pkg && -n $ver ]]; then
