@@ -38,11 +38,30 @@ struct hvctl_command {
 };
 
 static hvctl_command_fn cmd_status, cmd_shutdown, cmd_stop;
+/* Disk image tools, in vhd.c. */
+hvctl_command_fn hvctl_vhd_help, hvctl_vhd_new, hvctl_vhd_info, hvctl_vhd_check,
+	hvctl_vhd_convert, hvctl_vhd_resize, hvctl_vhd_merge, hvctl_vhd_compact;
 
 static const struct hvctl_command commands[] = {
 	{ "status", "", "print the VM's state as JSON", true, cmd_status },
 	{ "shutdown", "", "ask the guest to shut down cleanly", true, cmd_shutdown },
 	{ "stop", "[--force]", "stop the VM; --force powers it off at once", true, cmd_stop },
+	{ "vhd", "", "disk image tools (VHDX, VHD, raw): `hvctl vhd` describes them", false,
+	  hvctl_vhd_help },
+	{ "vhd new", "PATH --size SIZE [--fixed|--parent P] [OPTIONS]",
+	  "create a disk image (dynamic by default; `hvctl vhd` lists the options)", false,
+	  hvctl_vhd_new },
+	{ "vhd info", "PATH [--json]", "describe a disk image", false, hvctl_vhd_info },
+	{ "vhd check", "PATH [--repair]",
+	  "check a disk image; exit 0 clean, 1 check failed, 2 corrupt, 3 leaks only", false,
+	  hvctl_vhd_check },
+	{ "vhd convert", "SRC DST [--format raw|vhd|vhdx] [OPTIONS]",
+	  "copy a disk into a new image (format from DST's extension)", false, hvctl_vhd_convert },
+	{ "vhd resize", "PATH --size SIZE", "grow (raw, VHD: or safely shrink) a disk image", false,
+	  hvctl_vhd_resize },
+	{ "vhd merge", "CHILD", "merge a differencing disk into its parent, then remove it", false,
+	  hvctl_vhd_merge },
+	{ "vhd compact", "PATH", "give back a disk image's unused space", false, hvctl_vhd_compact },
 };
 #define NR_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
