@@ -277,6 +277,11 @@ static int run_command(int argc, char **argv)
 			control_fini(&ctl);
 			return ret == -E2BIG || ret == -ENOMEM ? EXIT_USAGE : EXIT_FAILURE_RUNTIME;
 		}
+		/* The guest has its copy: let the files' pages go until a reboot
+		 * needs them again, so they do not count against hvmm's memory. */
+		madvise(kernel_file.data, kernel_file.size, MADV_DONTNEED);
+		if (initrd_file.data)
+			madvise(initrd_file.data, initrd_file.size, MADV_DONTNEED);
 		control_attach(&ctl, vm);
 		why_stopped = vm_run(vm);
 		control_attach(&ctl, NULL);
