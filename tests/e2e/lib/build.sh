@@ -22,8 +22,9 @@ REPO_ROOT=$(cd "$E2E_DIR/../.." && pwd)
 E2E_OUT=${E2E_OUT:-$REPO_ROOT/build/e2e}
 shopt -s inherit_errexit
 
-# Modules for the outer host, loaded at boot in this order (with dependencies).
-HOST_MODULES=(kvm_amd tun bridge veth)
+# Modules for the outer host, loaded at boot in this order (with dependencies);
+# virtio_pci, 9pnet_virtio and 9p bring the scenarios' logs back (see outer.sh).
+HOST_MODULES=(kvm_amd tun bridge veth virtio_pci 9pnet_virtio 9p)
 # Modules copied into the guest, not loaded: guest.sh runs `load_module NAME`.
 GUEST_MODULES=(hv_vmbus hv_utils hv_storvsc hv_netvsc hv_balloon hv_sock
                hid_hyperv hyperv_keyboard)

@@ -2,7 +2,8 @@
 # its console (sourced after build.sh; bash).
 #
 # run_outer INITRD APPEND NAME...: boots the host with INITRD and the extra
-# kernel arguments APPEND, copies the console to $E2E_CONSOLE_LOG, prints each
+# kernel arguments APPEND, copies the console to $E2E_CONSOLE_LOG and the
+# scenarios' log directories to $E2E_LOGS/NAME/, prints each
 # result line ("PASS x" / "FAIL x: why") on stdout as it arrives and INFO
 # lines on fd $E2E_INFO_FD (2), and adds PASSED/FAILED. Each NAME (scenario
 # expected in this boot) that never reported END gets a FAIL line. Deadlines
@@ -16,8 +17,14 @@ E2E_CONSOLE_LOG=${E2E_CONSOLE_LOG:-$E2E_OUT/logs/console.log}
 E2E_INFO_FD=${E2E_INFO_FD:-2}
 PASSED=${PASSED:-0} FAILED=${FAILED:-0}
 
+# The host copies each scenario's $LOGDIR into $E2E_LOGS/NAME/ through a
+# virtio-9p share (not a network).
+E2E_LOGS=${E2E_LOGS:-$(dirname "$E2E_CONSOLE_LOG")/scenarios}
+
 outer_qemu() {  # INITRD APPEND -> OUTER_QEMU array
+    mkdir -p "$E2E_LOGS"
     OUTER_QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -M pc
+        -virtfs "local,path=$E2E_LOGS,mount_tag=e2elogs,security_model=none,id=e2elogs"
         -accel "tcg,thread=${E2E_TCG_THREAD:-multi}" -cpu max -smp "${E2E_HOST_CPUS:-2}"
         -m "${E2E_HOST_MEM:-3G}" -nic none -no-reboot
         -kernel "$VMLINUZ" -initrd "$1" -append "console=ttyS0 panic=-1 $2")
@@ -39,6 +46,7 @@ run_outer() {
     local initrd=$1 append=$2; shift 2
     local -A done_=()
     local line rest kind name current= hostfail= up= fd qpid t0 deadline left why= s rc last=
+    rm -rf "$E2E_LOGS"
     outer_qemu "$initrd" "$append"
     mkdir -p "$(dirname "$E2E_CONSOLE_LOG")"
     : >"$E2E_CONSOLE_LOG"
@@ -96,7 +104,7 @@ run_outer() {
         else s="not run: software host stopped ($why)"; fi
         result FAIL "$name: $s"
     done
-    ((FAILED == 0)) || log "console log: $E2E_CONSOLE_LOG"
+    ((FAILED == 0)) || log "console log: $E2E_CONSOLE_LOG; scenario logs: $E2E_LOGS/"
 }
 
 interactive_outer() {
