@@ -617,7 +617,12 @@ unsigned vhdx_validate_bat(struct vhdx *v, vhdx_problem_fn *problem, void *ctx)
 			}
 			/* fall through */
 		case VHDX_PAYLOAD_FULLY_PRESENT:
-			if (off < VHDX_HEADER_SECTION || off > v->file_size || used > v->file_size - off) {
+			if (off < VHDX_HEADER_SECTION) {
+				PROBLEM("BAT entry for block %llu points into the header section "
+					"(offset %llu)", (unsigned long long)blk, (unsigned long long)off);
+				continue;
+			}
+			if (off > v->file_size || used > v->file_size - off) {
 				PROBLEM("BAT entry for block %llu points past the end of the file "
 					"(offset %llu)", (unsigned long long)blk, (unsigned long long)off);
 				continue;
