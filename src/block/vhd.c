@@ -1304,7 +1304,7 @@ static int find_leaks(struct vhd *v, struct blk_checker *c)
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i <= n; i++) {
-		uint64_t gap_end = i < n ? r[i].start : MIN(v->data_end, v->footer_off);
+		uint64_t gap_end = i < n ? r[i].start : v->footer_end_ok ? v->footer_off : v->file_size;
 
 		for (uint64_t g = pos; g < gap_end;) {
 			uint64_t len = MIN(gap_end - g, MiB);
@@ -1379,14 +1379,6 @@ int vhd_check(struct blk_image *img, struct blk_checker *c)
 	ret = find_leaks(v, c);
 	if (ret)
 		return ret;
-	if (v->footer_end_ok && v->footer_off > v->data_end) {
-		uint64_t extra = v->footer_off - v->data_end;
-
-		blk_check_msg(c, "Leaked: %llu bytes at the end of the file before the footer",
-			      (unsigned long long)extra);
-		c->res->leaks++;
-		c->res->leaked_bytes += extra;
-	}
 	if (!c->repair)
 		return 0;
 	/* Footer at the end of the data, copy at 0, file cut after it. */
@@ -1407,8 +1399,6 @@ int vhd_check(struct blk_image *img, struct blk_checker *c)
 		if (!v->footer_end_ok)
 			c->res->fixed++;
 		if (!v->footer_copy_ok)
-			c->res->fixed++;
-		if (v->footer_end_ok && v->footer_off > v->data_end)
 			c->res->fixed++;
 		v->footer_off = v->data_end;
 		v->file_size = v->data_end + 512;

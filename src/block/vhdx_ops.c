@@ -488,7 +488,7 @@ static int find_leaks(struct vhdx *v, struct blk_checker *c)
 	last_end = ROUND_UP(last_end, MiB);
 	/* Unreferenced MiBs between the structures that hold data. */
 	for (size_t i = 0; i <= n && !ret; i++) {
-		uint64_t gap_end = i < n ? s[i].start : MIN(last_end, v->file_size);
+		uint64_t gap_end = i < n ? s[i].start : v->file_size;
 
 		for (uint64_t g = ROUND_UP(pos, MiB); g < gap_end && !ret;) {
 			uint64_t len = MIN(gap_end - g, MiB);
@@ -522,19 +522,10 @@ static int find_leaks(struct vhdx *v, struct blk_checker *c)
 			pos = MAX(pos, s[i].end);
 	}
 	report_leak(c, run_start, run_len);
-	if (!ret && v->file_size > last_end) {
-		uint64_t extra = v->file_size - last_end;
-
-		blk_check_msg(c, "Leaked: %llu bytes at the end of the file hold nothing%s",
-			      (unsigned long long)extra, c->repair ? " (cut off)" : "");
-		c->res->leaks++;
-		c->res->leaked_bytes += extra;
-		if (c->repair) {
-			ret = cut_file(v, last_end);
-			if (!ret)
-				c->res->fixed++;
-		}
-	}
+	/* Space past the last structure: cut off when repairing (it holds
+	 * nothing now). */
+	if (!ret && c->repair && v->file_size > last_end)
+		ret = cut_file(v, last_end);
 	free(s);
 	free(buf);
 	return ret;
