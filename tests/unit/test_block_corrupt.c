@@ -437,7 +437,7 @@ static void vhdx_parent_loops(void **state)
 {
 	const char *x = P("x.vhdx"), *a = P("a.vhdx"), *b = P("b.vhdx");
 	char name[64];
-	const char *prev;
+	char *prev;
 
 	/* a -> x; b -> a; then x is made b (a hard link): b -> a -> b. */
 	create(x, BLK_FMT_VHDX, BLK_TYPE_DYNAMIC, 8 * MiB, MiB, NULL);
@@ -452,7 +452,7 @@ static void vhdx_parent_loops(void **state)
 	refused(a, "loops");
 
 	/* 16 parents deep opens; 17 does not. */
-	prev = P("d0.vhdx");
+	prev = strdup(P("d0.vhdx"));
 	create(prev, BLK_FMT_VHDX, BLK_TYPE_DYNAMIC, 8 * MiB, MiB, NULL);
 	for (int i = 1; i <= 17; i++) {
 		char *cur;
@@ -470,8 +470,10 @@ static void vhdx_parent_loops(void **state)
 		}
 		if (i == 17)
 			refused(cur, "deeper than 16");
+		free(prev);
 		prev = cur;
 	}
+	free(prev);
 }
 
 static void vhdx_locator(void **state)
