@@ -557,8 +557,12 @@ static void control_op(struct sv_chan *c, struct sv_req *r)
 	struct sv_ctrl *ctrl = c->ctrl;
 	struct storvsp *sv = ctrl->sv;
 	struct vstor_packet *p = &r->pkt;
+	struct vstor_protocol_version ver = p->version;
+	uint16_t sub_count = p->sub_channel_count;
 	uint32_t st = VSTOR_STATUS_SUCCESS;
 
+	/* The reply carries only what the host fills in. */
+	memset(p->raw, 0, sizeof(p->raw));
 	/* Initialization happens on the primary channel only. */
 	if (c->idx && p->operation >= VSTOR_OP_BEGIN_INITIALIZATION &&
 	    p->operation != VSTOR_OP_ENUMERATE_BUS) {
@@ -570,15 +574,15 @@ static void control_op(struct sv_chan *c, struct sv_req *r)
 	case VSTOR_OP_BEGIN_INITIALIZATION:
 		ctrl->state = ST_BEGUN;
 		ctrl->version = 0;
-		memset(p->raw, 0, sizeof(p->raw));
 		break;
 	case VSTOR_OP_QUERY_PROTOCOL_VERSION:
+		p->version = ver;
 		if (ctrl->state != ST_BEGUN && ctrl->state != ST_VERSIONED) {
 			st = VSTOR_STATUS_INVALID_DEVICE_STATE;
-		} else if (!version_ok(sv, p->version.major_minor)) {
+		} else if (!version_ok(sv, ver.major_minor)) {
 			st = VSTOR_STATUS_REVISION_MISMATCH;
 		} else {
-			ctrl->version = p->version.major_minor;
+			ctrl->version = ver.major_minor;
 			ctrl->state = ST_VERSIONED;
 			log_debug("storvsp: controller %u: protocol %u.%u", ctrl->index,
 				  ctrl->version >> 8, ctrl->version & 0xff);
@@ -590,7 +594,6 @@ static void control_op(struct sv_chan *c, struct sv_req *r)
 			st = VSTOR_STATUS_INVALID_DEVICE_STATE;
 			break;
 		}
-		memset(p->raw, 0, sizeof(p->raw));
 		if (ctrl->version >= VSTOR_VERSION_WIN8) {
 			unsigned max = sv->cfg.nr_vcpus;
 
@@ -608,10 +611,10 @@ static void control_op(struct sv_chan *c, struct sv_req *r)
 			break;
 		}
 		ctrl->state = ST_READY;
-		memset(p->raw, 0, sizeof(p->raw));
 		break;
 	case VSTOR_OP_CREATE_SUB_CHANNELS:
-		st = create_sub_channels(c, p->sub_channel_count);
+		st = create_sub_channels(c, sub_count);
+		p->sub_channel_count = sub_count;
 		break;
 	case VSTOR_OP_RESET_LUN:
 	case VSTOR_OP_RESET_ADAPTER:
@@ -1001,6 +1004,8 @@ int storvsp_add_lun(struct storvsp *sv, unsigned idx, unsigned lun, struct blk_d
 	blkq_default_config(&qc);
 	qc.threads = sv->cfg.inline_io ? 0 : sv->cfg.io_threads;
 	qc.depth = sv->cfg.queue_depth;
+	/* Every request fits in one bounce chunk. */
+	qc.bounce_size = sv->cfg.max_transfer_bytes;
 	ret = blkq_new(&l->q, disk, sv->loop, &qc);
 	if (ret)
 		goto fail;

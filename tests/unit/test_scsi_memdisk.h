@@ -30,13 +30,16 @@ struct md_log {
 	uint64_t start, end; /* global event counter at entry and exit */
 };
 
+#ifndef MD_LOG_MAX
 #define MD_LOG_MAX 4096
+#endif
 
 struct memdisk {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	uint8_t *data;
 	uint64_t size;
+	uint64_t cap; /* bytes allocated */
 	uint32_t lsec, psec;
 	bool ro, can_discard, can_resize;
 	enum blk_format fmt;
@@ -193,13 +196,17 @@ static int md_resize(struct blk_image *img, uint64_t new_size)
 		ret = -EOPNOTSUPP;
 	} else if (m->fail_resize) {
 		ret = m->fail_resize;
+	} else if (new_size <= m->cap) {
+		if (new_size > m->size)
+			memset(m->data + m->size, 0, new_size - m->size);
+		m->size = new_size;
 	} else if (!(p = realloc(m->data, new_size))) {
 		ret = -ENOMEM;
 	} else {
-		if (new_size > m->size)
-			memset(p + m->size, 0, new_size - m->size);
+		memset(p + m->size, 0, new_size - m->size);
 		m->data = p;
 		m->size = new_size;
+		m->cap = new_size;
 	}
 	pthread_mutex_unlock(&m->lock);
 	return ret;
@@ -237,6 +244,7 @@ static inline struct memdisk *md_new(uint64_t size, uint32_t lsec, uint32_t psec
 	if (!m->data)
 		abort();
 	m->size = size;
+	m->cap = size;
 	m->lsec = lsec;
 	m->psec = psec;
 	m->can_discard = true;
