@@ -201,26 +201,21 @@ static void sint_acked(struct loop_source *src, uint32_t events)
 	synic_ack(a->hv->synic, a->vp);
 }
 
-/* KVM_SET_GSI_ROUTING replaces the whole table: keep KVM's default routes
- * for the PIC and IOAPIC, add one HV_SINT route per VP. */
+/* KVM_SET_GSI_ROUTING replaces the whole table: GSIs 0-23 go to the
+ * IOAPIC's pins (not to KVM's 8259, which this hardware-reduced machine does
+ * not have), then one HV_SINT route per VP. */
 static int set_routes(struct hv_partition *hv)
 {
-	unsigned max = 16 + 24 + hv->nr_vps, n = 0;
+	unsigned max = 24 + hv->nr_vps, n = 0;
 	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + max * sizeof(r->entries[0]));
 	int ret = 0;
 
 	if (!r)
 		return -ENOMEM;
-	for (unsigned gsi = 0; gsi < 24; gsi++) {
-		if (gsi < 16)
-			r->entries[n++] = (struct kvm_irq_routing_entry){
-				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
-				.u.irqchip = { .irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
-					       .pin = gsi % 8 } };
+	for (unsigned gsi = 0; gsi < 24; gsi++)
 		r->entries[n++] = (struct kvm_irq_routing_entry){
 			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
 			.u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi } };
-	}
 	for (unsigned vp = 0; vp < hv->nr_vps; vp++)
 		r->entries[n++] = (struct kvm_irq_routing_entry){
 			.gsi = HV_SINT_GSI_BASE + vp, .type = KVM_IRQ_ROUTING_HV_SINT,

@@ -88,12 +88,14 @@ int x86_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id, 
 #define APIC_MODE_NMI 0x400
 #define APIC_MODE_EXTINT 0x700
 
-static void lapic_set_mode(struct kvm_lapic_state *s, unsigned reg, uint32_t mode)
+#define APIC_LVT_MASKED 0x10000
+
+static void lapic_set_lvt(struct kvm_lapic_state *s, unsigned reg, uint32_t mode, bool masked)
 {
 	uint32_t v;
 
 	memcpy(&v, &s->regs[reg], 4);
-	v = (v & ~APIC_MODE_MASK) | mode;
+	v = (v & ~(APIC_MODE_MASK | APIC_LVT_MASKED)) | mode | (masked ? APIC_LVT_MASKED : 0);
 	memcpy(&s->regs[reg], &v, 4);
 }
 
@@ -103,8 +105,11 @@ int x86_setup_lapic(int vcpu_fd)
 
 	if (ioctl(vcpu_fd, KVM_GET_LAPIC, &s) < 0)
 		return -errno;
-	lapic_set_mode(&s, APIC_LVT0, APIC_MODE_EXTINT);
-	lapic_set_mode(&s, APIC_LVT1, APIC_MODE_NMI);
+	/* The machine has no 8259 PIC (hardware-reduced ACPI): LINT0 stays
+	 * masked, or Linux would keep ExtINT open on CPU 0 to KVM's
+	 * never-programmed PIC. */
+	lapic_set_lvt(&s, APIC_LVT0, APIC_MODE_EXTINT, true);
+	lapic_set_lvt(&s, APIC_LVT1, APIC_MODE_NMI, false);
 	if (ioctl(vcpu_fd, KVM_SET_LAPIC, &s) < 0)
 		return -errno;
 	return 0;

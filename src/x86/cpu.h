@@ -20,7 +20,7 @@ struct kvm_cpuid2 *x86_supported_cpuid(int kvm_fd);
 int x86_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, unsigned id, unsigned nr_cpus,
 		  bool tsc_deadline);
 
-/* LINT0 as ExtINT, LINT1 as NMI, as firmware leaves them. */
+/* LINT0 masked (no PIC), LINT1 as NMI. */
 int x86_setup_lapic(int vcpu_fd);
 
 /* Long mode, flat segments, paging on: the state the 64-bit boot protocol
