@@ -1,12 +1,8 @@
 /* An in-memory disk for the block queue, SCSI and storage VSP tests and
  * fuzzers: a struct blk_driver over a calloc'd buffer, with an operation
  * log (for ordering checks), failure injection, a gate that holds writes
- * until released, and optional per-operation delays.
- *
- * The blk_* entry points are also defined here as weak symbols that
- * dispatch to the driver, so the tests link whether or not the real block
- * layer (src/block/block.c) is in the library; when it is, its definitions
- * win and dispatch the same way. */
+ * until released, and optional per-operation delays. The real blk_* calls
+ * (src/block/block.c) check ranges and flags and dispatch to it. */
 #ifndef HVMM_TEST_SCSI_MEMDISK_H
 #define HVMM_TEST_SCSI_MEMDISK_H
 
@@ -290,62 +286,6 @@ static inline void md_wait_waiting(struct memdisk *m, unsigned n)
 	while (m->waiting < n)
 		pthread_cond_wait(&m->cv, &m->lock);
 	pthread_mutex_unlock(&m->lock);
-}
-
-/* ---- weak blk_* fallbacks (dispatch to the driver, like block.c) ---- */
-
-__attribute__((weak)) void blk_get_info(struct blk_disk *d, struct blk_info *info)
-{
-	memset(info, 0, sizeof(*info));
-	d->drv->info(d->img, info);
-}
-
-__attribute__((weak)) int blk_read(struct blk_disk *d, uint64_t off, void *buf, size_t len)
-{
-	return len ? d->drv->read(d->img, off, buf, len) : 0;
-}
-
-__attribute__((weak)) int blk_write(struct blk_disk *d, uint64_t off, const void *buf, size_t len,
-				    unsigned flags)
-{
-	struct blk_info info;
-
-	blk_get_info(d, &info);
-	if (info.read_only)
-		return -EROFS;
-	return len ? d->drv->write(d->img, off, buf, len, flags) : 0;
-}
-
-__attribute__((weak)) int blk_flush(struct blk_disk *d)
-{
-	return d->drv->flush(d->img);
-}
-
-__attribute__((weak)) int blk_discard(struct blk_disk *d, uint64_t off, uint64_t len)
-{
-	return d->drv->discard ? d->drv->discard(d->img, off, len) : -EOPNOTSUPP;
-}
-
-__attribute__((weak)) int blk_resize(struct blk_disk *d, uint64_t new_size)
-{
-	return d->drv->resize ? d->drv->resize(d->img, new_size) : -EOPNOTSUPP;
-}
-
-__attribute__((weak)) void blk_close(struct blk_disk *d)
-{
-	if (!d)
-		return;
-	d->drv->close(d->img);
-	free(d->path);
-	free(d);
-}
-
-__attribute__((weak)) struct blk_disk *blk_open(const char *path, enum blk_format format,
-						unsigned flags, struct blk_error *err)
-{
-	if (err)
-		strcpy(err->msg, "no block layer in this test");
-	return NULL;
 }
 
 #endif
