@@ -584,8 +584,8 @@ static void control_op(struct sv_chan *c, struct sv_req *r)
 		} else {
 			ctrl->version = ver.major_minor;
 			ctrl->state = ST_VERSIONED;
-			log_debug("storvsp: controller %u: protocol %u.%u", ctrl->index,
-				  ctrl->version >> 8, ctrl->version & 0xff);
+			log_ratelimited(LOG_DEBUG, "storvsp: controller %u: protocol %u.%u",
+					ctrl->index, ctrl->version >> 8, ctrl->version & 0xff);
 		}
 		r->reply_len = reply_len(ctrl);
 		break;
