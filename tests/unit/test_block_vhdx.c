@@ -691,6 +691,142 @@ static void compact_and_merge(void **state)
 	assert_check_clean(base);
 }
 
+
+/* A log as another writer may leave it: two entries in one sequence, the
+ * first wrapping around the end of the log, the second with a zero
+ * descriptor; and an older, stale entry that must not be applied. */
+struct entry_spec {
+	uint64_t seq;
+	uint32_t off, tail;
+	int ndesc;
+	struct {
+		bool zero;
+		uint64_t target;
+		const uint8_t *data; /* 4 KiB */
+	} d[3];
+};
+
+static void put_entry(uint8_t *log, uint32_t log_len, const struct blk_guid *g,
+		      const struct entry_spec *e, uint64_t file_size)
+{
+	int ndata = 0;
+	uint32_t len;
+	uint8_t *buf;
+	struct vhdx_log_entry_header *h;
+
+	for (int i = 0; i < e->ndesc; i++)
+		ndata += !e->d[i].zero;
+	len = (1 + ndata) * 4096;
+	buf = calloc(1, len);
+	h = (void *)buf;
+	h->signature = VHDX_LOG_ENTRY_SIG;
+	h->entry_length = len;
+	h->tail = e->tail;
+	h->sequence = e->seq;
+	h->descriptor_count = (uint32_t)e->ndesc;
+	h->log_guid = *g;
+	h->flushed_file_offset = file_size;
+	h->last_file_offset = file_size;
+	for (int i = 0, k = 0; i < e->ndesc; i++) {
+		struct vhdx_log_descriptor *d = (void *)(buf + 64 + 32 * i);
+
+		d->file_offset = e->d[i].target;
+		d->sequence = e->seq;
+		if (e->d[i].zero) {
+			d->signature = VHDX_LOG_ZERO_SIG;
+			d->leading_bytes = 4096;
+			continue;
+		}
+		struct vhdx_log_data_sector *ds = (void *)(buf + 4096 * (1 + k++));
+
+		d->signature = VHDX_LOG_DESC_SIG;
+		memcpy(&d->leading_bytes, e->d[i].data, 8);
+		memcpy(&d->trailing_bytes, e->d[i].data + 4092, 4);
+		ds->signature = VHDX_LOG_DATA_SIG;
+		ds->sequence_high = (uint32_t)(e->seq >> 32);
+		ds->sequence_low = (uint32_t)e->seq;
+		memcpy(ds->data, e->d[i].data + 8, sizeof(ds->data));
+	}
+	h->checksum = blk_crc32c(0, buf, len);
+	for (uint32_t i = 0; i < len; i++)
+		log[(e->off + i) % log_len] = buf[i];
+	free(buf);
+}
+
+static void foreign_log(void **state)
+{
+	const char *p = P("foreign.vhdx");
+	const uint64_t bat = 3 * MiB, log_off = MiB;
+	const uint32_t log_len = MiB;
+	struct blk_guid g;
+	uint8_t *log = calloc(1, log_len), sec_a[4096] = { 0 }, sec_b[4096] = { 0 }, stale[4096] = { 0 };
+	uint64_t fsz, x, *e;
+	struct blk_disk *d;
+	int fd;
+
+	create(p, BLK_TYPE_DYNAMIC, 16 * MiB, MiB, 0, NULL);
+	/* Two blocks' data appended by "the writer" before it logged them. */
+	fd = open(p, O_RDWR);
+	assert_int_equal(blk_file_size(fd, &fsz), 0);
+	x = fsz;
+	{
+		uint8_t *buf = malloc(2 * MiB);
+
+		pattern(buf, MiB, 5 * MiB, 70);
+		pattern(buf + MiB, MiB, 6 * MiB, 71);
+		assert_int_equal(pwrite(fd, buf, 2 * MiB, (off_t)x), (ssize_t)(2 * MiB));
+		free(buf);
+	}
+	fsz = x + 2 * MiB;
+	/* Entry A (seq 10, wraps): BAT entries for blocks 5 and 7. Entry B
+	 * (seq 11): zero the sector, then blocks 5 and 6 only. Stale entry
+	 * (seq 9, same GUID, not in the sequence): block 8. */
+	e = (uint64_t *)(void *)sec_a;
+	e[5] = x | 6;
+	e[7] = (x + MiB) | 6;
+	e = (uint64_t *)(void *)sec_b;
+	e[5] = x | 6;
+	e[6] = (x + MiB) | 6;
+	e = (uint64_t *)(void *)stale;
+	e[8] = x | 6;
+	assert_int_equal(blk_guid_random(&g), 0);
+	{
+		struct entry_spec a = { 10, log_len - 4096, log_len - 4096, 1, { { false, bat, sec_a } } };
+		struct entry_spec b = { 11, 4096, log_len - 4096, 2,
+					{ { true, bat, NULL }, { false, bat, sec_b } } };
+		struct entry_spec st = { 9, 64 * 1024, 64 * 1024, 1, { { false, bat, stale } } };
+
+		put_entry(log, log_len, &g, &st, fsz);
+		put_entry(log, log_len, &g, &a, fsz);
+		put_entry(log, log_len, &g, &b, fsz);
+	}
+	assert_int_equal(pwrite(fd, log, log_len, (off_t)log_off), (ssize_t)log_len);
+	/* Both headers name the log. */
+	for (int i = 0; i < 2; i++) {
+		struct vhdx_header h;
+		off_t off = i ? 128 * 1024 : 64 * 1024;
+
+		assert_int_equal(pread(fd, &h, sizeof(h), off), (ssize_t)sizeof(h));
+		h.log_guid = g;
+		h.sequence += 10;
+		h.checksum = 0;
+		h.checksum = blk_crc32c(0, &h, sizeof(h));
+		assert_int_equal(pwrite(fd, &h, sizeof(h), off), (ssize_t)sizeof(h));
+	}
+	close(fd);
+	free(log);
+
+	for (int pass = 0; pass < 2; pass++) {
+		d = open_disk(p, pass ? 0 : BLK_OPEN_RDONLY);
+		check_pat(d, 5 * MiB, MiB, 70);
+		check_pat(d, 6 * MiB, MiB, 71);
+		check_zero(d, 7 * MiB, MiB); /* entry B rewrote the sector without it */
+		check_zero(d, 8 * MiB, MiB); /* the stale entry stays out */
+		blk_close(d);
+	}
+	assert_check_clean(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -707,6 +843,7 @@ int main(void)
 		cmocka_unit_test(resize_grow),
 		cmocka_unit_test(log_replay),
 		cmocka_unit_test(log_replay_by_repair),
+		cmocka_unit_test(foreign_log),
 		cmocka_unit_test(concurrent_writes),
 		cmocka_unit_test(locked_against_second_writer),
 		cmocka_unit_test(compact_and_merge),
