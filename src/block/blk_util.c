@@ -19,6 +19,16 @@
 
 blk_fault_fn *blk_fault_hook;
 
+void blk_rwlock_init(pthread_rwlock_t *lock)
+{
+	pthread_rwlockattr_t attr;
+
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+}
+
 void blk_seterr(struct blk_error *err, const char *fmt, ...)
 {
 	va_list ap;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "block/block.h"
@@ -54,6 +55,10 @@ const uint8_t *vhd_unique_id(struct blk_image *img);
 uint64_t vhd_rounded_size(uint64_t bytes);
 
 extern const struct blk_driver blk_raw_driver, blk_vhd_driver, blk_vhdx_driver;
+
+/* A driver's I/O lock: shared for I/O, exclusive for resize and discard;
+ * a waiting writer is not starved by a stream of readers. */
+void blk_rwlock_init(pthread_rwlock_t *lock);
 
 void blk_seterr(struct blk_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

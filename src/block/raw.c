@@ -75,7 +75,7 @@ static int raw_open(struct blk_image **out, int fd, const char *path, unsigned f
 	} else {
 		r->size = ROUND_UP((uint64_t)st.st_size, 512);
 	}
-	pthread_rwlock_init(&r->lock, NULL);
+	blk_rwlock_init(&r->lock);
 	*out = (struct blk_image *)r;
 	return 0;
 }

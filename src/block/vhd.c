@@ -419,7 +419,7 @@ int vhd_open_chain(struct blk_image **out, int fd, const char *path, unsigned fl
 		blk_seterr(err, "%s: out of memory", path);
 		return -ENOMEM;
 	}
-	pthread_rwlock_init(&v->lock, NULL);
+	blk_rwlock_init(&v->lock);
 	pthread_mutex_init(&v->meta, NULL);
 	v->fd = fd;
 	v->ro = flags & BLK_OPEN_RDONLY;
@@ -695,17 +695,14 @@ static int read_in_block(struct vhd *v, uint64_t blk, uint64_t in, uint8_t *buf,
 	return ret;
 }
 
-static int vhd_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
+/* With v->lock held (either way). */
+static int read_locked(struct vhd *v, uint64_t off, void *buf, size_t len)
 {
-	struct vhd *v = VHD(img);
 	uint8_t *p = buf;
 	int ret = 0;
 
-	pthread_rwlock_rdlock(&v->lock);
-	if (v->type == VHD_TYPE_FIXED) {
-		ret = blk_pread(v->fd, buf, len, off);
-		goto out;
-	}
+	if (v->type == VHD_TYPE_FIXED)
+		return blk_pread(v->fd, buf, len, off);
 	while (len && !ret) {
 		uint64_t blk = off / v->block_size, in = off % v->block_size;
 		size_t n = (size_t)MIN(len, v->block_size - in);
@@ -715,7 +712,16 @@ static int vhd_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
 		off += n;
 		len -= n;
 	}
-out:
+	return ret;
+}
+
+static int vhd_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
+{
+	struct vhd *v = VHD(img);
+	int ret;
+
+	pthread_rwlock_rdlock(&v->lock);
+	ret = read_locked(v, off, buf, len);
 	pthread_rwlock_unlock(&v->lock);
 	return ret;
 }
@@ -975,7 +981,7 @@ static void set_size(struct vhd *v, uint64_t size)
 	footer_seal(&v->footer);
 }
 
-/* Is [off, off+len) of the virtual disk all zeros? */
+/* Is [off, off+len) of the virtual disk all zeros? (v->lock held.) */
 static int range_is_zero(struct vhd *v, uint64_t off, uint64_t len)
 {
 	uint8_t *buf = malloc(MiB);
@@ -985,7 +991,7 @@ static int range_is_zero(struct vhd *v, uint64_t off, uint64_t len)
 		return -ENOMEM;
 	while (len && ret == 1) {
 		size_t n = (size_t)MIN(len, MiB);
-		int r = vhd_read((struct blk_image *)v, off, buf, n);
+		int r = read_locked(v, off, buf, n);
 
 		if (r)
 			ret = r;

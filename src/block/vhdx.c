@@ -842,7 +842,7 @@ int vhdx_open_chain(struct blk_image **out, int fd, const char *path, unsigned f
 		blk_seterr(err, "%s: out of memory", path);
 		return -ENOMEM;
 	}
-	pthread_rwlock_init(&v->lock, NULL);
+	blk_rwlock_init(&v->lock);
 	pthread_mutex_init(&v->meta, NULL);
 	v->fd = fd;
 	v->ro = flags & BLK_OPEN_RDONLY;
