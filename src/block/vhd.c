@@ -1670,7 +1670,9 @@ int vhd_create(const char *path, const struct blk_create_opts *o, struct blk_err
 		memcpy(dyn.parent_unique_id, vhd_unique_id(parent->img), 16);
 		if (stat(o->parent, &st) == 0)
 			dyn.parent_timestamp = htobe32((uint32_t)(st.st_mtime - VHD_TIME_EPOCH));
-		name = blk_utf8_to_utf16(abs_parent, true, &nlen);
+		/* The spec's "file name of the parent". */
+		name = blk_utf8_to_utf16(strrchr(abs_parent, '/') ? strrchr(abs_parent, '/') + 1 :
+					 abs_parent, true, &nlen);
 		if (name)
 			memcpy(dyn.parent_name, name, MIN(nlen, sizeof(dyn.parent_name)));
 		free(name);
