@@ -117,6 +117,17 @@ static void human(char *buf, size_t len, uint64_t bytes)
 		snprintf(buf, len, "%.1f %s", v, units[u]);
 }
 
+static void size_line(const char *label, uint64_t bytes)
+{
+	char h[64];
+
+	human(h, sizeof(h), bytes);
+	if (bytes < 1024)
+		printf("%s: %s\n", label, h);
+	else
+		printf("%s: %s (%llu bytes)\n", label, h, (unsigned long long)bytes);
+}
+
 /* ---- arguments ---- */
 
 struct args {
@@ -396,14 +407,10 @@ int hvctl_vhd_info(const struct hvctl *h, const struct hvctl_command *cmd, int a
 	printf("image: %s\n", a.pos[0]);
 	printf("format: %s\n", blk_format_name(d.format));
 	printf("type: %s\n", blk_type_name(d.type));
-	human(b1, sizeof(b1), d.size);
-	printf("virtual size: %s (%llu bytes)\n", b1, (unsigned long long)d.size);
-	human(b1, sizeof(b1), d.file_size);
-	printf("file size: %s (%llu bytes)\n", b1, (unsigned long long)d.file_size);
-	human(b1, sizeof(b1), d.disk_usage);
-	printf("disk usage: %s\n", b1);
-	human(b1, sizeof(b1), d.allocated);
-	printf("allocated: %s (%llu bytes)\n", b1, (unsigned long long)d.allocated);
+	size_line("virtual size", d.size);
+	size_line("file size", d.file_size);
+	size_line("disk usage", d.disk_usage);
+	size_line("allocated", d.allocated);
 	if (d.block_size) {
 		human(b1, sizeof(b1), d.block_size);
 		printf("block size: %s\n", b1);
