@@ -449,8 +449,12 @@ static int read_metadata(struct vhdx *v, struct locator *loc, struct blk_error *
 							       off > v->meta_len || len > v->meta_len - off)))
 			FAIL(-EINVAL, "%s: corrupt VHDX: metadata item %u lies outside the metadata "
 				      "region", v->path, i);
-		if (flags & VHDX_META_IS_USER)
+		if (flags & VHDX_META_IS_USER) {
+			if (flags & VHDX_META_IS_REQUIRED)
+				FAIL(-ENOTSUP, "%s: unsupported VHDX: it needs a user metadata item this "
+					       "reader does not know", v->path);
 			continue;
+		}
 		if (blk_guid_eq(id, &guid_file_params)) {
 			ret = item_read(v, &have_fp, i, len, 8, at, val, err);
 			memcpy(&fp, val, 8);

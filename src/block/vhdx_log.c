@@ -538,9 +538,12 @@ clear:
 		goto out;
 	}
 	{
-		struct blk_guid zero = { { 0 } };
+		/* The log emptied, and (a write happened) a new FileWriteGuid. */
+		struct blk_guid zero = { { 0 } }, fw;
 
-		ret = vhdx_update_header(v, NULL, NULL, &zero);
+		ret = blk_guid_random(&fw);
+		if (!ret)
+			ret = vhdx_update_header(v, &fw, NULL, &zero);
 		if (ret)
 			blk_seterr(err, "%s: cannot clear the replayed log: %s", v->path, strerror(-ret));
 	}
