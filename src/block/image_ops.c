@@ -108,6 +108,8 @@ int blk_details(const char *path, struct blk_details *d, struct blk_error *err)
 	if (stat(path, &st) == 0) {
 		d->file_size = (uint64_t)st.st_size;
 		d->disk_usage = (uint64_t)st.st_blocks * 512;
+		if (S_ISBLK(st.st_mode)) /* a device is all there */
+			d->file_size = d->disk_usage = d->size;
 	}
 	blk_close(disk);
 	return 0;
@@ -186,6 +188,34 @@ static bool skippable(struct blk_disk *d, bool has_parent, uint64_t off, uint64_
 	return st == BLK_ST_ZERO || (st == BLK_ST_ABSENT && !has_parent);
 }
 
+/* Write what is not zeros, in pieces of ZERO_GRAIN: zero pieces are left
+ * out, so a dynamic output allocates only blocks that hold data. */
+#define ZERO_GRAIN (64 * KiB)
+
+static int write_nonzero(struct blk_disk *d, uint64_t off, const uint8_t *buf, uint64_t len)
+{
+	uint64_t run = 0, start = 0;
+
+	for (uint64_t o = 0; o < len; o += ZERO_GRAIN) {
+		uint64_t n = MIN(ZERO_GRAIN, len - o);
+
+		if (!blk_is_zero(buf + o, (size_t)n)) {
+			if (!run)
+				start = o;
+			run += n;
+			continue;
+		}
+		if (run) {
+			int ret = blk_write(d, off + start, buf + start, (size_t)run, 0);
+
+			if (ret)
+				return ret;
+			run = 0;
+		}
+	}
+	return run ? blk_write(d, off + start, buf + start, (size_t)run, 0) : 0;
+}
+
 int blk_convert(const char *src, const char *dst, const struct blk_create_opts *o,
 		struct blk_progress *p, struct blk_error *err)
 {
@@ -257,13 +287,11 @@ int blk_convert(const char *src, const char *dst, const struct blk_create_opts *
 		 * 512-byte-sector source ends on a partial one). */
 		wlen = MIN(ROUND_UP(len, di.logical_sector), di.size - off);
 		memset(buf + len, 0, (size_t)(wlen - len));
-		if (!blk_is_zero(buf, (size_t)wlen)) {
-			ret = blk_write(d, off, buf, (size_t)wlen, 0);
-			if (ret) {
-				blk_seterr(err, "%s: write error at offset %llu: %s", dst,
-					   (unsigned long long)off, strerror(-ret));
-				goto out;
-			}
+		ret = write_nonzero(d, off, buf, wlen);
+		if (ret) {
+			blk_seterr(err, "%s: write error at offset %llu: %s", dst,
+				   (unsigned long long)off, strerror(-ret));
+			goto out;
 		}
 		off += len;
 	}
