@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/control.h"
+#include "core/disks.h"
 #include "core/vm.h"
 #include "hyperv/kvm_hv.h"
 #include "util/log.h"
@@ -33,13 +34,18 @@ enum { EXIT_POWEROFF = 0, EXIT_FAILURE_RUNTIME = 1, EXIT_USAGE = 2, EXIT_HOST_ST
 
 static const char usage_text[] =
 	"usage: hvmm run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
-	"                [--memory SIZE] [--cpus N] [--api SOCKET] [--verbose]\n"
+	"                [--memory SIZE] [--cpus N] [--disk SPEC]... [--api SOCKET]\n"
+	"                [--verbose]\n"
 	"\n"
 	"  --kernel BZIMAGE  Linux kernel (bzImage, boot protocol 2.12 or later)\n"
 	"  --initrd FILE     initial RAM disk\n"
 	"  --cmdline STR     kernel command line (default \"" DEFAULT_CMDLINE "\")\n"
 	"  --memory SIZE     guest RAM, e.g. 512M or 2G (default 512M)\n"
 	"  --cpus N          virtual CPUs, 1 to 64 (default 1)\n"
+	"  --disk PATH[,ro][,format=raw|vhd|vhdx][,lun=N][,controller=N]\n"
+	"                    a synthetic SCSI disk (repeatable; up to 64 LUNs on\n"
+	"                    each of 4 controllers; the format is probed unless\n"
+	"                    given; a comma in PATH is written \",,\")\n"
 	"  --api SOCKET      serve the management API on this Unix socket\n"
 	"  --verbose         log debug messages\n"
 	"\n"
@@ -57,6 +63,7 @@ struct options {
 	const char *kernel_path, *initrd_path, *cmdline, *api_path;
 	uint64_t mem_size;
 	unsigned nr_cpus;
+	struct disk_set disks;
 };
 
 static __attribute__((noreturn, format(printf, 1, 2))) void usage_error(const char *fmt, ...)
@@ -106,13 +113,24 @@ static uint64_t host_memory(void)
 	return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
 }
 
+static void add_disk_arg(struct options *o, const char *arg)
+{
+	struct storvsp_disk_config dc;
+	char err[512];
+
+	if (storvsp_parse_disk_arg(arg, &dc, err, sizeof(err)))
+		usage_error("--disk: %s", err);
+	if (disk_set_add(&o->disks, &dc))
+		usage_error("--disk: out of memory");
+}
+
 static void parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
 		{ "cmdline", required_argument, NULL, 'c' }, { "memory", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'n' },   { "verbose", no_argument, NULL, 'v' },
-		{ "api", required_argument, NULL, 'a' },
+		{ "api", required_argument, NULL, 'a' },     { "disk", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
@@ -127,6 +145,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 		case 'c': o->cmdline = optarg; break;
 		case 'a': o->api_path = optarg; break;
 		case 'v': log_threshold = LOG_DEBUG; break;
+		case 'd': add_disk_arg(o, optarg); break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'm':
 			if (parse_size(optarg, &v))
@@ -231,6 +250,7 @@ static int run_command(int argc, char **argv)
 	struct vm_config cfg;
 	struct loop *loop;
 	const char *why;
+	char err[512];
 	int kvm_fd, ret;
 
 	parse_options(argc, argv, &o);
@@ -246,12 +266,14 @@ static int run_command(int argc, char **argv)
 	}
 	if (strlen(o.cmdline) >= BOOT_CMDLINE_MAX)
 		usage_error("--cmdline is longer than %d bytes", BOOT_CMDLINE_MAX - 1);
+	if (disk_set_check(&o.disks, err, sizeof(err)))
+		usage_error("%s", err);
 	kvm_fd = open_kvm(o.nr_cpus);
 
 	cfg = (struct vm_config){
 		.kernel = &kernel, .initrd = initrd_file.data, .initrd_size = initrd_file.size,
 		.cmdline = o.cmdline, .mem_size = o.mem_size, .nr_cpus = o.nr_cpus,
-		.console_in = STDIN_FILENO, .console_out = STDOUT_FILENO,
+		.console_in = STDIN_FILENO, .console_out = STDOUT_FILENO, .disks = &o.disks,
 	};
 	block_signals();
 	loop = loop_new();
@@ -259,7 +281,7 @@ static int run_command(int argc, char **argv)
 		fprintf(stderr, "hvmm: cannot create the event loop: %s\n", strerror(errno));
 		return EXIT_FAILURE_RUNTIME;
 	}
-	ret = control_init(&ctl, loop, o.api_path);
+	ret = control_init(&ctl, loop, o.api_path, &o.disks);
 	if (ret) {
 		fprintf(stderr, "hvmm: %s%s: %s\n", o.api_path ? "cannot serve the API on " : "control",
 			o.api_path ? o.api_path : "", strerror(-ret));

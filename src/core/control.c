@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "core/disks.h"
 #include "core/vm.h"
 #include "hyperv/kvm_hv.h"
 #include "ic/ic.h"
@@ -77,6 +79,8 @@ static void host_signal(struct loop_source *src, uint32_t events)
 
 /* ---- API handlers ------------------------------------------------------- */
 
+static json_t *disks_json(struct vm *vm);
+
 static json_t *services_json(struct vm *vm)
 {
 	struct ic_status st[IC_MAX_SERVICES];
@@ -101,14 +105,15 @@ static int get_status(void *ctx, const json_t *body, json_t **reply, struct api_
 	version = vmbus_server_version(hv_vmbus_server(vm->hv));
 	if (version)
 		vmbus_version = json_sprintf("%u.%u", version >> 16, version & 0xffff);
-	*reply = json_pack("{s:s, s:f, s:i, s:I, s:o, s:o}",
+	*reply = json_pack("{s:s, s:f, s:i, s:I, s:o, s:o, s:o*}",
 			   "state", atomic_load(&vm->stop) != VM_RUNNING ? "stopped"
 				    : c->stopping ? "shutting-down" : "running",
 			   "uptime_s", (double)(now_ms() - c->boot_ms) / 1000.0,
 			   "vcpus", (int)vm->cfg->nr_cpus,
 			   "memory_bytes", (json_int_t)vm->cfg->mem_size,
 			   "vmbus_version", vmbus_version,
-			   "integration_services", services_json(vm));
+			   "integration_services", services_json(vm),
+			   "disks", disks_json(vm));
 	return *reply ? 200 : -ENOMEM;
 }
 
@@ -146,6 +151,208 @@ static int put_stop(void *ctx, const json_t *body, json_t **reply, struct api_er
 	return 202;
 }
 
+/* ---- disks ---------------------------------------------------------------- */
+
+static json_t *disk_json(const struct storvsp_lun_info *d)
+{
+	return json_pack("{s:i, s:i, s:s, s:s, s:I, s:i, s:b, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			 "controller", (int)d->controller, "lun", (int)d->lun, "path", d->label,
+			 "format", d->format, "size_bytes", (json_int_t)d->size, "block_size",
+			 (int)d->block_size, "read_only", d->read_only, "inflight", (int)d->inflight,
+			 "reads", (json_int_t)d->reads, "writes", (json_int_t)d->writes, "flushes",
+			 (json_int_t)d->flushes, "unmaps", (json_int_t)d->unmaps, "bytes_read",
+			 (json_int_t)d->bytes_read, "bytes_written", (json_int_t)d->bytes_written,
+			 "errors", (json_int_t)d->errors);
+}
+
+static json_t *disks_json(struct vm *vm)
+{
+	size_t n = storvsp_list(vm->storvsp, NULL, 0);
+	struct storvsp_lun_info *info = calloc(n ? n : 1, sizeof(*info));
+	json_t *list = json_array();
+
+	if (!info || !list) {
+		free(info);
+		json_decref(list);
+		return NULL;
+	}
+	n = storvsp_list(vm->storvsp, info, n);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, disk_json(&info[i]));
+	free(info);
+	return list;
+}
+
+static json_t *controllers_json(struct vm *vm)
+{
+	struct storvsp_ctrl_info info[STORVSP_MAX_CONTROLLERS];
+	size_t n = storvsp_list_controllers(vm->storvsp, info, STORVSP_MAX_CONTROLLERS);
+	json_t *list = json_array();
+
+	for (size_t i = 0; i < n && i < STORVSP_MAX_CONTROLLERS; i++)
+		json_array_append_new(
+			list, json_pack("{s:i, s:s, s:b, s:b, s:o, s:i, s:i, s:i}", "index",
+					(int)info[i].index, "instance", info[i].instance, "open",
+					info[i].open, "ready", info[i].ready, "vstor_version",
+					info[i].version ? json_sprintf("%u.%u", info[i].version >> 8,
+								       info[i].version & 0xff)
+							: json_null(),
+					"channels", (int)info[i].nr_channels, "open_channels",
+					(int)info[i].open_channels, "luns", (int)info[i].nr_luns));
+	return list;
+}
+
+static int get_disks(void *ctx, const json_t *body, json_t **reply, struct api_error *err)
+{
+	struct control *c = ctx;
+
+	if (!c->vm)
+		return api_error_set(err, 503, "the VM is restarting");
+	*reply = json_pack("{s:o*, s:o*}", "controllers", controllers_json(c->vm), "disks",
+			   disks_json(c->vm));
+	return *reply ? 200 : -ENOMEM;
+}
+
+/* Unpack {controller?, lun} and check both are in range. */
+static int unpack_lun(const json_t *body, struct api_error *err, const char *fmt, int *ctrl,
+		      int *lun, json_int_t *size)
+{
+	int ret = size ? api_unpack(body, err, fmt, "controller", ctrl, "lun", lun, "size_bytes", size)
+		       : api_unpack(body, err, fmt, "controller", ctrl, "lun", lun);
+
+	if (ret)
+		return ret;
+	if (*ctrl < 0 || *ctrl >= (int)STORVSP_MAX_CONTROLLERS)
+		return api_error_set(err, 400, "controller: must be 0..%u",
+				     STORVSP_MAX_CONTROLLERS - 1);
+	if (*lun < 0 || *lun >= (int)STORVSP_MAX_LUNS)
+		return api_error_set(err, 400, "lun: must be 0..%u", STORVSP_MAX_LUNS - 1);
+	return 0;
+}
+
+static int put_disk_add(void *ctx, const json_t *body, json_t **reply, struct api_error *err)
+{
+	struct control *c = ctx;
+	struct storvsp_disk_config dc = { .lun = -1, .format = BLK_FMT_AUTO };
+	const char *path = NULL, *format = NULL;
+	int read_only = 0, ctrl = 0, lun = -1, ret;
+	char msg[512];
+
+	ret = api_unpack(body, err, "{s:s, s?:b, s?:s, s?:i, s?:i}", "path", &path, "read_only",
+			 &read_only, "format", &format, "controller", &ctrl, "lun", &lun);
+	if (ret)
+		return ret;
+	if (path[0] != '/')
+		return api_error_set(err, 400, "path: must be absolute, got '%s'", path);
+	if (strlen(path) >= sizeof(dc.path))
+		return api_error_set(err, 400, "path: longer than %zu bytes", sizeof(dc.path) - 1);
+	if (format && (dc.format = blk_format_from_name(format)) == BLK_FMT_AUTO)
+		return api_error_set(err, 400, "format: must be raw, vhd or vhdx, got '%s'", format);
+	if (ctrl < 0 || ctrl >= (int)STORVSP_MAX_CONTROLLERS)
+		return api_error_set(err, 400, "controller: must be 0..%u",
+				     STORVSP_MAX_CONTROLLERS - 1);
+	if (lun < -1 || lun >= (int)STORVSP_MAX_LUNS)
+		return api_error_set(err, 400, "lun: must be 0..%u", STORVSP_MAX_LUNS - 1);
+	if (!c->vm)
+		return api_error_set(err, 409, "the VM is restarting");
+	strcpy(dc.path, path);
+	dc.read_only = read_only;
+	dc.controller = (unsigned)ctrl;
+	dc.lun = lun;
+	ret = storvsp_add_disk(c->vm->storvsp, &dc, msg, sizeof(msg));
+	if (ret == -EEXIST || ret == -ENOSPC)
+		return api_error_set(err, 409, "%s", msg);
+	if (ret == -ENOMEM)
+		return ret;
+	if (ret < 0)
+		return api_error_set(err, 400, "%s", msg);
+	dc.lun = ret;
+	if (disk_set_add(c->disks, &dc)) {
+		storvsp_remove_lun(c->vm->storvsp, dc.controller, (unsigned)dc.lun);
+		return -ENOMEM;
+	}
+	log_info("API: added %s as controller %u LUN %d", dc.path, dc.controller, dc.lun);
+	*reply = json_pack("{s:i, s:i}", "controller", ctrl, "lun", dc.lun);
+	return *reply ? 200 : -ENOMEM;
+}
+
+static int put_disk_remove(void *ctx, const json_t *body, json_t **reply, struct api_error *err)
+{
+	struct control *c = ctx;
+	int ctrl = 0, lun = -1;
+	int ret = unpack_lun(body, err, "{s?:i, s:i}", &ctrl, &lun, NULL);
+
+	if (ret)
+		return ret;
+	if (!c->vm)
+		return api_error_set(err, 409, "the VM is restarting");
+	ret = storvsp_remove_lun(c->vm->storvsp, (unsigned)ctrl, (unsigned)lun);
+	if (ret == -ENODEV)
+		return api_error_set(err, 404, "no disk at controller %d LUN %d", ctrl, lun);
+	if (ret)
+		return api_error_set(err, 500, "removing controller %d LUN %d: %s", ctrl, lun,
+				     strerror(-ret));
+	disk_set_remove(c->disks, (unsigned)ctrl, (unsigned)lun);
+	log_info("API: removed controller %d LUN %d", ctrl, lun);
+	return 204;
+}
+
+static bool find_lun(struct vm *vm, unsigned ctrl, unsigned lun, struct storvsp_lun_info *out)
+{
+	size_t n = storvsp_list(vm->storvsp, NULL, 0);
+	struct storvsp_lun_info *info = calloc(n ? n : 1, sizeof(*info));
+	bool found = false;
+
+	if (!info)
+		return false;
+	n = storvsp_list(vm->storvsp, info, n);
+	for (size_t i = 0; i < n && !found; i++) {
+		if (info[i].controller == ctrl && info[i].lun == lun) {
+			*out = info[i];
+			found = true;
+		}
+	}
+	free(info);
+	return found;
+}
+
+static int put_disk_resize(void *ctx, const json_t *body, json_t **reply, struct api_error *err)
+{
+	struct control *c = ctx;
+	struct storvsp_lun_info info;
+	int ctrl = 0, lun = -1;
+	json_int_t size = 0;
+	int ret = unpack_lun(body, err, "{s?:i, s:i, s:I}", &ctrl, &lun, &size);
+
+	if (ret)
+		return ret;
+	if (!c->vm)
+		return api_error_set(err, 409, "the VM is restarting");
+	if (!find_lun(c->vm, (unsigned)ctrl, (unsigned)lun, &info))
+		return api_error_set(err, 404, "no disk at controller %d LUN %d", ctrl, lun);
+	if (size <= 0 || (uint64_t)size % info.block_size)
+		return api_error_set(err, 400, "size_bytes: must be a positive multiple of %u",
+				     info.block_size);
+	if ((uint64_t)size < info.size)
+		return api_error_set(err, 400, "size_bytes: %lld is smaller than the disk (%llu); "
+				     "a disk in use only grows", (long long)size,
+				     (unsigned long long)info.size);
+	ret = storvsp_resize_lun(c->vm->storvsp, (unsigned)ctrl, (unsigned)lun, (uint64_t)size);
+	if (ret == -EROFS)
+		return api_error_set(err, 409, "controller %d LUN %d is read-only", ctrl, lun);
+	if (ret == -EOPNOTSUPP)
+		return api_error_set(err, 409, "the %s format cannot be resized", info.format);
+	if (ret == -EINVAL || ret == -EFBIG)
+		return api_error_set(err, 400, "size_bytes: %lld: %s", (long long)size,
+				     strerror(-ret));
+	if (ret)
+		return api_error_set(err, 500, "resizing controller %d LUN %d: %s", ctrl, lun,
+				     strerror(-ret));
+	log_info("API: resized controller %d LUN %d to %lld bytes", ctrl, lun, (long long)size);
+	*reply = json_pack("{s:i, s:i, s:I}", "controller", ctrl, "lun", lun, "size_bytes", size);
+	return *reply ? 200 : -ENOMEM;
+}
+
 /* ---- lifetime ----------------------------------------------------------- */
 
 static int serve_api(struct control *c, const char *path)
@@ -155,18 +362,24 @@ static int serve_api(struct control *c, const char *path)
 		return -errno;
 	if (api_route(c->api, "GET", "/v1/status", get_status, c) ||
 	    api_route(c->api, "PUT", "/v1/actions/shutdown", put_shutdown, c) ||
-	    api_route(c->api, "PUT", "/v1/actions/stop", put_stop, c))
+	    api_route(c->api, "PUT", "/v1/actions/stop", put_stop, c) ||
+	    api_route(c->api, "GET", "/v1/disks", get_disks, c) ||
+	    api_route(c->api, "PUT", "/v1/disks/add", put_disk_add, c) ||
+	    api_route(c->api, "PUT", "/v1/disks/remove", put_disk_remove, c) ||
+	    api_route(c->api, "PUT", "/v1/disks/resize", put_disk_resize, c))
 		return -ENOMEM;
 	return 0;
 }
 
-int control_init(struct control *c, struct loop *loop, const char *api_path)
+int control_init(struct control *c, struct loop *loop, const char *api_path,
+		 struct disk_set *disks)
 {
 	sigset_t set;
 	int fd, ret;
 
 	memset(c, 0, sizeof(*c));
 	c->loop = loop;
+	c->disks = disks;
 	c->signals.fd = -1;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/disks.h"
 #include "hyperv/kvm_hv.h"
 #include "ic/ic.h"
 #include "util/log.h"
@@ -197,6 +198,26 @@ static uint64_t monotonic_ms(void *ctx)
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int start_storage(struct vm *vm)
+{
+	struct storvsp_config sc;
+	char err[512];
+	int ret;
+
+	storvsp_default_config(&sc);
+	sc.gm = &vm->mem;
+	sc.nr_vcpus = vm->cfg->nr_cpus;
+	vm->storvsp = storvsp_new(hv_vmbus_server(vm->hv), vm->loop, &sc);
+	if (!vm->storvsp)
+		return -ENOMEM;
+	if (!vm->cfg->disks)
+		return 0;
+	ret = disk_set_attach(vm->cfg->disks, vm->storvsp, err, sizeof(err));
+	if (ret)
+		log_err("%s", err);
+	return ret;
+}
+
 static int start_hyperv(struct vm *vm)
 {
 	struct kvm_clock_data probe = { 0 };
@@ -214,7 +235,7 @@ static int start_hyperv(struct vm *vm)
 		clock.has_reftime = true;
 		ic_host_set_clock(vm->ic, &clock);
 	}
-	return 0;
+	return start_storage(vm);
 }
 
 static int init_devices(struct vm *vm)
@@ -432,6 +453,7 @@ void vm_destroy(struct vm *vm)
 	for (unsigned i = 0; vm_devices[i]; i++)
 		if (vm->dev_state[i])
 			vm_devices[i]->exit(vm, vm->dev_state[i]);
+	storvsp_free(vm->storvsp); /* drains and flushes: needs guest RAM */
 	ic_host_free(vm->ic);
 	hv_partition_free(vm->hv);
 	for (unsigned i = 0; i < vm->cfg->nr_cpus; i++) {

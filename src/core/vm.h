@@ -20,6 +20,8 @@
 struct bzimage;
 struct hv_partition;
 struct ic_host;
+struct disk_set;
+struct storvsp;
 
 struct vm_config {
 	const struct bzimage *kernel; /* parsed once by the caller */
@@ -30,6 +32,7 @@ struct vm_config {
 	unsigned nr_cpus;
 	int console_in;  /* fd the serial console reads, or -1 */
 	int console_out; /* fd the serial console writes */
+	struct disk_set *disks; /* checked (disk_set_check); may be NULL */
 };
 
 /* Why a VM stopped. */
@@ -76,6 +79,7 @@ struct vm {
 	void *dev_state[VM_MAX_DEVICES]; /* indexed like vm_devices[] */
 	struct hv_partition *hv;         /* Hyper-V enlightenments and VMBus */
 	struct ic_host *ic;              /* integration services */
+	struct storvsp *storvsp;         /* synthetic SCSI controllers */
 };
 
 /* Create the VM (KVM VM, RAM, devices, vCPUs) and load the guest. The kvm

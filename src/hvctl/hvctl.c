@@ -4,6 +4,9 @@
 #include "hvctl/hvctl.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,6 +17,8 @@
 
 #include "api/client.h"
 #include "api/http.h"
+#include "block/block.h"
+#include "storvsp/storvsp.h"
 #include "util/parse.h"
 
 struct hvctl {
@@ -37,7 +42,8 @@ struct hvctl_command {
 	hvctl_command_fn *run;
 };
 
-static hvctl_command_fn cmd_status, cmd_shutdown, cmd_stop;
+static hvctl_command_fn cmd_status, cmd_shutdown, cmd_stop, cmd_disk_list, cmd_disk_add,
+	cmd_disk_remove, cmd_disk_resize;
 /* Disk image tools, in vhd.c. */
 hvctl_command_fn hvctl_vhd_help, hvctl_vhd_new, hvctl_vhd_info, hvctl_vhd_check,
 	hvctl_vhd_convert, hvctl_vhd_resize, hvctl_vhd_merge, hvctl_vhd_compact;
@@ -46,6 +52,12 @@ static const struct hvctl_command commands[] = {
 	{ "status", "", "print the VM's state as JSON", true, cmd_status },
 	{ "shutdown", "", "ask the guest to shut down cleanly", true, cmd_shutdown },
 	{ "stop", "[--force]", "stop the VM; --force powers it off at once", true, cmd_stop },
+	{ "disk list", "", "list the VM's disks and SCSI controllers", true, cmd_disk_list },
+	{ "disk add", "PATH[,ro][,format=F][,lun=N][,controller=N]",
+	  "hot-add a disk (the --disk syntax of hvmm run)", true, cmd_disk_add },
+	{ "disk remove", "LUN [--controller N]", "hot-remove a disk", true, cmd_disk_remove },
+	{ "disk resize", "LUN --size SIZE [--controller N]",
+	  "grow a disk while the guest runs", true, cmd_disk_resize },
 	{ "vhd", "", "disk image tools (VHDX, VHD, raw): `hvctl vhd` describes them", false,
 	  hvctl_vhd_help },
 	{ "vhd new", "PATH --size SIZE [--fixed|--parent P] [OPTIONS]",
@@ -69,7 +81,7 @@ static const struct hvctl_command commands[] = {
 
 static void print_usage(FILE *f)
 {
-	char synopsis[64];
+	char synopsis[96];
 
 	fputs("usage: hvctl [--api SOCKET] [--timeout SECONDS] COMMAND [ARGS...]\n"
 	      "\n"
@@ -78,8 +90,10 @@ static void print_usage(FILE *f)
 	for (size_t i = 0; i < NR_COMMANDS; i++) {
 		snprintf(synopsis, sizeof(synopsis), "%s%s%s", commands[i].name,
 			 *commands[i].args ? " " : "", commands[i].args);
-		fprintf(f, "  %-22s %s%s\n", synopsis, commands[i].summary,
-			commands[i].needs_api ? " (needs --api)" : "");
+		/* A long synopsis gets a line of its own. */
+		fprintf(f, "  %-22s%s%s%s\n", synopsis,
+			strlen(synopsis) > 22 ? "\n                         " : " ",
+			commands[i].summary, commands[i].needs_api ? " (needs --api)" : "");
 	}
 	fprintf(f,
 		"\n"
@@ -205,6 +219,121 @@ static int cmd_stop(const struct hvctl *h, const struct hvctl_command *cmd, int 
 	ret = call_api(h, "PUT", "/v1/actions/stop", body);
 	json_decref(body);
 	return ret;
+}
+
+static int call_api_with(const struct hvctl *h, const char *path, json_t *body)
+{
+	int ret;
+
+	if (!body) {
+		fprintf(h->err, "hvctl: out of memory\n");
+		return HVCTL_EXIT_FAILED;
+	}
+	ret = call_api(h, "PUT", path, body);
+	json_decref(body);
+	return ret;
+}
+
+static int cmd_disk_list(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
+			  char **argv)
+{
+	int ret = parse_flags(h, cmd, argc, argv, NULL, NULL);
+
+	return ret >= 0 ? ret : call_api(h, "GET", "/v1/disks", NULL);
+}
+
+static int cmd_disk_add(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
+			 char **argv)
+{
+	struct storvsp_disk_config dc;
+	char err[512], *abs;
+	json_t *body;
+
+	if (argc != 2)
+		return usage_error(h, "%s: expected one disk, PATH[,ro][,format=F][,lun=N]",
+				   cmd->name);
+	if (storvsp_parse_disk_arg(argv[1], &dc, err, sizeof(err)))
+		return usage_error(h, "%s: %s", cmd->name, err);
+	/* hvmm resolves nothing against its own directory: send where the
+	 * file is, as seen from here. */
+	abs = realpath(dc.path, NULL);
+	if (!abs) {
+		fprintf(h->err, "hvctl: %s: %s\n", dc.path, strerror(errno));
+		return HVCTL_EXIT_FAILED;
+	}
+	body = json_pack("{s:s, s:b, s:i}", "path", abs, "read_only", dc.read_only, "controller",
+			 (int)dc.controller);
+	free(abs);
+	if (body && dc.format != BLK_FMT_AUTO)
+		json_object_set_new(body, "format", json_string(blk_format_name(dc.format)));
+	if (body && dc.lun >= 0)
+		json_object_set_new(body, "lun", json_integer(dc.lun));
+	return call_api_with(h, "/v1/disks/add", body);
+}
+
+/* LUN [--controller N] [--size SIZE]: the arguments of remove and resize.
+ * Returns -1 to go on, or an exit status. */
+static int parse_lun_args(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
+			  char **argv, uint64_t *ctrl, uint64_t *lun, uint64_t *size)
+{
+	bool have_lun = false;
+
+	*ctrl = 0;
+	for (int i = 1; i < argc; i++) {
+		bool is_ctrl = !strcmp(argv[i], "--controller");
+		bool is_size = size && !strcmp(argv[i], "--size");
+
+		if ((is_ctrl || is_size) && i + 1 >= argc)
+			return usage_error(h, "%s: %s needs a value", cmd->name, argv[i]);
+		if (is_ctrl) {
+			if (parse_uint(argv[++i], 0, STORVSP_MAX_CONTROLLERS - 1, ctrl))
+				return usage_error(h, "%s: --controller must be 0..%u", cmd->name,
+						   STORVSP_MAX_CONTROLLERS - 1);
+		} else if (is_size) {
+			if (parse_size(argv[++i], size) || !*size)
+				return usage_error(h, "%s: --size '%s' is not a size (try 20G)",
+						   cmd->name, argv[i]);
+		} else if (!have_lun && argv[i][0] != '-') {
+			if (parse_uint(argv[i], 0, STORVSP_MAX_LUNS - 1, lun))
+				return usage_error(h, "%s: LUN '%s' must be 0..%u", cmd->name,
+						   argv[i], STORVSP_MAX_LUNS - 1);
+			have_lun = true;
+		} else {
+			return usage_error(h, "%s: unexpected argument '%s'", cmd->name, argv[i]);
+		}
+	}
+	if (!have_lun)
+		return usage_error(h, "%s: which LUN?", cmd->name);
+	if (size && !*size)
+		return usage_error(h, "%s: --size is required", cmd->name);
+	return -1;
+}
+
+static int cmd_disk_remove(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
+			    char **argv)
+{
+	uint64_t ctrl, lun;
+	int ret = parse_lun_args(h, cmd, argc, argv, &ctrl, &lun, NULL);
+
+	if (ret >= 0)
+		return ret;
+	return call_api_with(h, "/v1/disks/remove",
+			     json_pack("{s:i, s:i}", "controller", (int)ctrl, "lun", (int)lun));
+}
+
+static int cmd_disk_resize(const struct hvctl *h, const struct hvctl_command *cmd, int argc,
+			    char **argv)
+{
+	uint64_t ctrl, lun, size = 0;
+	int ret = parse_lun_args(h, cmd, argc, argv, &ctrl, &lun, &size);
+
+	if (ret >= 0)
+		return ret;
+	if (size > INT64_MAX)
+		return usage_error(h, "%s: --size is too large", cmd->name);
+	return call_api_with(h, "/v1/disks/resize",
+			     json_pack("{s:i, s:i, s:I}", "controller", (int)ctrl, "lun", (int)lun,
+				       "size_bytes", (json_int_t)size));
 }
 
 /* ---- dispatch ---- */
