@@ -77,6 +77,7 @@ demo:
 
 bench: all
 	bench/boot
+	bench/storage
 
 clean:
 	rm -rf $(B)

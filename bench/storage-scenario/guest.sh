@@ -1,0 +1,79 @@
+# bench/storage-scenario/guest.sh — runs in the benchmark guest (busybox sh);
+# see host.sh. Kernel command line: bench.disk=scsi (hvmm: hv_storvsc) or
+# virtio (QEMU: virtio-blk), bench.size=BYTES of the device to use,
+# bench.runtime=SECONDS per fio job, bench.tests=NAME,... (default: all).
+# Writes the region once (1 MiB, queue depth 32), then runs each fio job on
+# the raw block device (O_DIRECT, libaio) and reports
+# "##e2e## fio_NAME=KIB_PER_S IOPS" per job.
+disk=scsi size= runtime=5 tests=
+for w in $(cat /proc/cmdline); do
+    case $w in
+        bench.disk=*) disk=${w#*=} ;;
+        bench.size=*) size=${w#*=} ;;
+        bench.runtime=*) runtime=${w#*=} ;;
+        bench.tests=*) tests=$(echo "${w#*=}" | tr , ' ') ;;
+    esac
+done
+[ -n "$tests" ] || tests="seqread-qd1 seqread-qd32 seqwrite-qd1 seqwrite-qd32
+    randread-qd1 randread-qd32 randwrite-qd1 randwrite-qd32"
+
+find_disk() {
+    for d in /sys/bus/scsi/devices/*:0:0:0/block/* /sys/block/vd*; do
+        [ -e "$d" ] && { echo "/dev/${d##*/}"; return; }
+    done
+}
+if [ "$disk" = virtio ]; then load_module virtio_pci virtio_blk
+else load_module hv_vmbus hv_storvsc sd_mod; fi
+i=0 dev=
+while [ $i -lt 300 ]; do
+    dev=$(find_disk)
+    [ -n "$dev" ] && [ -b "$dev" ] && break
+    dev=; sleep 0.2; i=$((i + 1))
+done
+if [ -z "$dev" ]; then
+    report error "no disk appeared within 60 s"
+    dmesg | tail -n 30
+    report done no
+    exit 0
+fi
+report disk "$dev $(blockdev --getsize64 "$dev")"
+[ -n "$size" ] || size=$(blockdev --getsize64 "$dev")
+
+# fio_job NAME RW BS QD [extra...]: one job, prints "KIB_PER_S IOPS" (reads
+# or writes, whichever the job did) or "error ..." on failure.
+fio_job() {
+    name=$1 rw=$2 bs=$3 qd=$4; shift 4
+    out=$(fio --name="$name" --filename="$dev" --direct=1 --ioengine=libaio \
+        --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$size" --thread \
+        --randrepeat=0 --norandommap --output-format=terse --terse-version=3 "$@" 2>&1)
+    st=$?
+    line=$(echo "$out" | grep '^3;')
+    if [ $st != 0 ] || [ -z "$line" ]; then
+        echo "error exit $st: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
+        return
+    fi
+    echo "$line" | awk -F';' '$5 != 0 {print "error fio error " $5; exit}
+        {if ($7 + $48 == 0) print "error no I/O"; else print $7 + $48, int($8 + $49 + 0.5)}'
+}
+
+# Preconditioning: every block of the region written once, so the reads
+# read data and a dynamic VHDX has its blocks allocated before the jobs.
+report fill "$(fio_job fill write 1M 32)"
+for t in $tests; do
+    qd=${t##*-qd} kind=${t%-qd*}
+    case $kind in
+        seqread) rw=read bs=128k ;;
+        seqwrite) rw=write bs=128k ;;
+        randread) rw=randread bs=4k ;;
+        randwrite) rw=randwrite bs=4k ;;
+        *) report error "unknown test $t"; continue ;;
+    esac
+    report "fio_$t" "$(fio_job "$t" $rw $bs "$qd" --runtime="$runtime" --time_based --ramp_time=1)"
+done
+# Kernel complaints about the disk (I/O errors, SCSI aborts or resets).
+kmsg() { dmesg | grep -iE 'sd[a-z]|vd[a-z]|scsi|storvsc|blk_update|I/O error' |
+         grep -iE 'error|abort|reset|timed? ?out|fail'; }
+n=$(kmsg | wc -l)
+report kmsg_errors "$n"
+[ "$n" = 0 ] || kmsg | tail -n 20
+report done yes

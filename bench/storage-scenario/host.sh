@@ -1,0 +1,130 @@
+# bench/storage-scenario/host.sh — runs inside the software KVM host (see
+# bench/storage). Each run boots three VMs in turn, with the same guest
+# kernel, initrd, memory and vCPUs, each on a fresh backing file in the
+# host's /tmp (tmpfs) of BENCH_SIZE:
+#   hvmm  hvmm, synthetic SCSI (storvsp; guest hv_storvsc), a raw file;
+#   qemu  QEMU+KVM, virtio-blk-pci on a raw file (cache=writeback, aio=threads:
+#         the default AIO; O_DIRECT is not available on tmpfs);
+#   vhdx  hvmm, synthetic SCSI, a dynamic VHDX (hvctl vhd new) of the same size.
+# In the guest (guest.sh), fio writes the whole disk once (1 MiB blocks, queue
+# depth 32: "fill", on the dynamic VHDX this allocates its blocks), then runs
+# each job on the raw block device with O_DIRECT and libaio for
+# BENCH_RUNTIME s after a 1 s ramp: sequential read and write at 128 KiB and
+# random read and write at 4 KiB, each at queue depth 1 and 32.
+# Prints each run's figures, then medians and the ratios hvmm/qemu and
+# vhdx/hvmm. A VM that does not finish within its time limit, or a job that
+# fails, is left out of the figures and reported with the end of its console.
+. "$E2E_LIB/host.sh"
+
+mem=${BENCH_MEMORY:-512M} cpus=${BENCH_CPUS:-2} runs=${BENCH_RUNS:-3}
+size=${BENCH_SIZE:-256M} runtime=${BENCH_RUNTIME:-5}
+HVCTL=${HVCTL:-$(dirname "$HVMM")/hvctl}
+tests=(seqread-qd1 seqread-qd32 seqwrite-qd1 seqwrite-qd32
+       randread-qd1 randread-qd32 randwrite-qd1 randwrite-qd32)
+vm_timeout=$((240 + ${#tests[@]} * (runtime + 15)))
+D=/tmp/bench-storage
+
+cmdline() { guest_cmdline "bench.disk=$1 bench.runtime=$runtime"; }
+hvmm_cmd() {  # DISK-SPEC
+    cmd=("$HVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --cmdline "$(cmdline scsi)"
+         --memory "$mem" --cpus "$cpus" --disk "$1")
+}
+qemu_cmd() {  # FILE
+    cmd=(qemu-system-x86_64 -enable-kvm -cpu host -M pc -nodefaults -no-user-config
+         -serial stdio -display none -nic none -m "$mem" -smp "$cpus"
+         -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$(cmdline virtio)"
+         -drive "file=$1,format=raw,if=none,id=d0,cache=writeback,aio=threads"
+         -device virtio-blk-pci,drive=d0)
+}
+
+# unit TEST: what its figure is.
+unit() { case $1 in seq* | fill) echo MiB/s ;; *) echo IOPS ;; esac; }
+# figure TEST "KIB_PER_S IOPS": MiB/s for sequential jobs, IOPS for random.
+figure() {
+    local kib=${2% *} iops=${2#* }
+    case $1 in seq* | fill) awk -v k="$kib" 'BEGIN{printf "%.1f", k / 1024}' ;; *) echo "$iops" ;; esac
+}
+
+# run_vm NAME RUN: one VM on a fresh backing file; appends "TEST FIGURE" lines
+# to $LOGDIR/NAME.data.
+run_vm() {
+    local name=$1 i=$2 log=$LOGDIR/$1-$2.log f pid st t0 t v line= err= cmd
+    rm -rf "$D" && mkdir -p "$D"
+    case $name in
+        hvmm) f=$D/disk.raw; truncate -s "$size" "$f"; hvmm_cmd "$f,format=raw" ;;
+        vhdx) f=$D/disk.vhdx
+              "$HVCTL" vhd new "$f" --size "$size" >"$log.hvctl" 2>&1 ||
+                  { say "$name run $i: hvctl vhd new failed: $(cat "$log.hvctl")"; return; }
+              hvmm_cmd "$f,format=vhdx" ;;
+        qemu) f=$D/disk.raw; truncate -s "$size" "$f"; qemu_cmd "$f" ;;
+    esac
+    t0=$SECONDS
+    "${cmd[@]}" </dev/null >"$log" 2>&1 &
+    pid=$!
+    wait_pid "$pid" "$vm_timeout" && st=0 || st=$?
+    if ! expect_in "$log" '##e2e## done=yes'; then
+        if ((st == 124)); then err="did not finish within $vm_timeout s"
+        else err="exited with status $st before finishing"; fi
+    fi
+    v=$(guest_value "$log" error)
+    [[ -z $v ]] || err+="${err:+; }guest: $v"
+    v=$(guest_value "$log" kmsg_errors)
+    [[ -z $v || $v == 0 ]] || err+="${err:+; }$v kernel messages about disk errors"
+    for t in fill "${tests[@]}"; do
+        v=$(guest_value "$log" "fio_$t")
+        [[ $t != fill ]] || v=$(guest_value "$log" fill)
+        if [[ $v =~ ^[0-9.]+\ [0-9]+$ ]]; then
+            echo "$t $(figure "$t" "$v")" >>"$LOGDIR/$name.data"
+            line+=" $t $(figure "$t" "$v")"
+        elif [[ -n $v ]]; then
+            err+="${err:+; }$t: $v"
+        fi
+    done
+    say "$name run $i ($((SECONDS - t0)) s):${line:- no figures}"
+    if [[ -n $err ]]; then
+        say "$name run $i: $err; the end of $(basename "$log"):"
+        tail -n 25 "$log" | tr -d '\r' | while IFS= read -r v; do say "| $v"; done
+    fi
+    # Keep the image's own view of itself after a VHDX run.
+    [[ $name != vhdx ]] || "$HVCTL" vhd check "$f" >"$log.check" 2>&1 ||
+        say "$name run $i: hvctl vhd check: $(tail -n 3 "$log.check" | tr '\n' ' ')"
+    rm -rf "$D"
+}
+
+median() { sort -n | awk '{v[NR]=$1} END{if (NR) print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+med() { awk -v t="$2" '$1 == t {print $2}' "$LOGDIR/$1.data" 2>/dev/null | median; }
+ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a / b}'; }
+nruns() { awk -v t="$2" '$1 == t' "$LOGDIR/$1.data" 2>/dev/null | wc -l; }
+
+vms=(hvmm qemu vhdx)
+[[ -x $HVMM ]] || { vms=(qemu); say "hvmm: $HVMM not found"; }
+say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on tmpfs;" \
+    "fio O_DIRECT libaio, $runtime s per job after a 1 s ramp"
+for ((i = 1; i <= runs; i++)); do
+    for v in "${vms[@]}"; do run_vm "$v" "$i"; done
+done
+
+say "medians of $runs runs (MiB/s for sequential, IOPS for random; runs counted in brackets"
+say "where fewer succeeded); hvmm = storvsp on a raw file, qemu = virtio-blk on a raw file,"
+say "vhdx = storvsp on a dynamic VHDX; fill = the first write of the whole disk, 1 MiB, qd32:"
+say "$(printf '%-15s %-6s %10s %10s %10s %10s %9s' test unit hvmm qemu hvmm/qemu vhdx vhdx/hvmm)"
+met_q=0 met_v=0 n_q=0 n_v=0
+for t in "${tests[@]}" fill; do
+    h=$(med hvmm "$t") q=$(med qemu "$t") x=$(med vhdx "$t")
+    rq=$(ratio "$h" "$q") rx=$(ratio "$x" "$h")
+    cols=()
+    for v in hvmm qemu vhdx; do
+        c=$(med $v "$t")
+        n=$(nruns $v "$t")
+        ((n == runs)) || c="${c:--} [$n]"
+        cols+=("${c:--}")
+    done
+    if [[ $t != fill ]]; then
+        [[ -z $rq ]] || { n_q=$((n_q + 1)); awk -v r="$rq" 'BEGIN{exit !(r >= 1.2)}' && met_q=$((met_q + 1)); }
+        [[ -z $rx ]] || { n_v=$((n_v + 1)); awk -v r="$rx" 'BEGIN{exit !(r >= 0.9)}' && met_v=$((met_v + 1)); }
+    fi
+    say "$(printf '%-15s %-6s %10s %10s %10s %10s %9s' "$t" "$(unit "$t")" "${cols[0]}" "${cols[1]}" \
+        "${rq:--}" "${cols[2]}" "${rx:--}")"
+done
+say "goal hvmm/qemu >= 1.2: met on $met_q of $n_q lines; goal vhdx/hvmm >= 0.9: met on $met_v of $n_v lines"
+pass bench-storage
