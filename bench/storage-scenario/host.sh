@@ -86,8 +86,11 @@ run_vm() {
         tail -n 25 "$log" | tr -d '\r' | while IFS= read -r v; do say "| $v"; done
     fi
     # Keep the image's own view of itself after a VHDX run.
-    [[ $name != vhdx ]] || "$HVCTL" vhd check "$f" >"$log.check" 2>&1 ||
-        say "$name run $i: hvctl vhd check: $(tail -n 3 "$log.check" | tr '\n' ' ')"
+    if [[ $name == vhdx ]]; then
+        "$HVCTL" vhd info "$f" >"$log.info" 2>&1
+        "$HVCTL" vhd check "$f" >"$log.check" 2>&1 ||
+            say "$name run $i: hvctl vhd check: $(tail -n 3 "$log.check" | tr '\n' ' ')"
+    fi
     rm -rf "$D"
 }
 
