@@ -147,6 +147,20 @@ int ring_peek(struct vmbus_ring *r, struct ring_pkt *pkt)
 	if (!index_valid(r, w))
 		return -EPROTO;
 	avail = ring_distance(r, r->rd, w);
+	if (avail == 0 && r->rd != r->rd_committed) {
+		/* Publish what we consumed before calling the ring empty. The
+		 * guest signals only when a write finds read_index equal to its
+		 * old write index; a packet written while read_index still lags
+		 * behind would otherwise wait for a signal that never comes.
+		 * ring_commit() still decides the pending-send signal. */
+		full_barrier();
+		ctrl_store(&r->ctrl->read_index, r->rd);
+		full_barrier();
+		w = ctrl_load(&r->ctrl->write_index);
+		if (!index_valid(r, w))
+			return -EPROTO;
+		avail = ring_distance(r, r->rd, w);
+	}
 	if (avail == 0)
 		return -EAGAIN;
 	if (avail < sizeof(pkt->desc) + VMBUS_RING_TRAILER_LEN)

@@ -72,7 +72,8 @@ void ring_destroy(struct vmbus_ring *r);
 /* ---- reader ---- */
 
 /* Describe the next unread packet without consuming it. Returns 0, -EAGAIN
- * when the ring is empty, -EPROTO when the ring state or the packet header
+ * when the ring is empty (after publishing the read index, so that the
+ * guest's next write sees an empty ring and signals), -EPROTO when the ring state or the packet header
  * is corrupt (write_index out of range or misaligned, len8 or offset8 too
  * small, offset8 > len8, packet plus trailer longer than the data). */
 int ring_peek(struct vmbus_ring *r, struct ring_pkt *pkt);
@@ -83,7 +84,7 @@ int ring_pkt_read(const struct vmbus_ring *r, const struct ring_pkt *pkt, uint32
 		  void *dst, uint32_t len);
 
 /* Consume a peeked packet (and its trailer) privately; the guest sees the
- * space only after ring_commit(). */
+ * space after ring_commit() (or a ring_peek() that finds the ring empty). */
 void ring_pop(struct vmbus_ring *r, const struct ring_pkt *pkt);
 
 /* Publish the read index. Returns true if the guest must be signalled: it

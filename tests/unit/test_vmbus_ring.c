@@ -359,6 +359,37 @@ static void test_commit_crossing_rule(void **state)
 	ring_destroy(&rd);
 }
 
+/* The host finds the ring empty only after publishing its read index, so a
+ * guest write right after sees an empty ring and signals (the guest signals
+ * only on its own empty -> non-empty transition). */
+static void test_empty_peek_publishes_read_index(void **state)
+{
+	static const uint64_t pfns[] = { 110, 111 };
+	struct vmbus_ring w, rd;
+	struct ring_pkt pkt;
+	uint8_t b[100] = { 0 };
+	bool sig;
+
+	assert_int_equal(ring_init(&w, &gm, pfns, 2, RING_WRITER), 0);
+	assert_int_equal(ring_init(&rd, &gm, pfns, 2, RING_READER), 0);
+	assert_int_equal(ring_send(&w, 6, 0, 1, b, sizeof(b), &sig), 0);
+	assert_true(sig);
+	assert_int_equal(ring_peek(&rd, &pkt), 0);
+	ring_pop(&rd, &pkt);
+	assert_int_equal(ctrl_of(110)->read_index, 0); /* not yet published */
+	assert_int_equal(ring_peek(&rd, &pkt), -EAGAIN);
+	assert_int_equal(ctrl_of(110)->read_index, 128);
+	assert_int_equal(ring_send(&w, 6, 0, 2, b, sizeof(b), &sig), 0);
+	assert_true(sig);
+	assert_int_equal(ring_peek(&rd, &pkt), 0);
+	assert_int_equal(pkt.desc.trans_id, 2);
+	ring_pop(&rd, &pkt);
+	assert_false(ring_commit(&rd));
+	assert_int_equal(ctrl_of(110)->read_index, 256);
+	ring_destroy(&w);
+	ring_destroy(&rd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -371,6 +402,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_writer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_raw_header_and_iov, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_crossing_rule, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_peek_publishes_read_index, setup, teardown),
 	};
 
 	log_threshold = LOG_ERR;
