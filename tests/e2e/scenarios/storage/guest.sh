@@ -7,7 +7,8 @@ done
 # storage.debug: kernel messages on the console too.
 grep -q storage.debug /proc/cmdline && dmesg -n 8
 load_module crc32c_generic
-load_module hv_vmbus hv_storvsc sd_mod ext4
+# A sub-channel for every other vCPU (Linux's default is one per 4).
+LOAD_ARGS_hv_storvsc=storvsc_vcpus_per_sub_channel=1 load_module hv_vmbus hv_storvsc sd_mod ext4
 
 # The block device of controller 0's LUN $1 (target 0), or nothing.
 disk_of() {
@@ -29,8 +30,21 @@ wait_lun() {
 # 64 KiB of a pattern the host can make too.
 pattern() { yes "hvmm-$1" | head -c 65536; }
 
+# VMBus channels of the SCSI controller that holds LUN $1.
+channels_of() {
+    h=$(ls -d /sys/bus/scsi/devices/*:0:0:"$1" | head -n 1)
+    h=${h##*/}; h=${h%%:*}
+    ls "/sys/class/scsi_host/host$h/device/../channels" | wc -l
+}
+
 basic() {
-    for l in 0 3 5; do wait_lun $l 60 || report missing_lun "$l"; done
+    for l in 0 2 3 5; do wait_lun $l 60 || report missing_lun "$l"; done
+    # LUN 2 is on the second controller: another SCSI host.
+    h0=$(ls -d /sys/bus/scsi/devices/*:0:0:0) h2=$(ls -d /sys/bus/scsi/devices/*:0:0:2)
+    h0=${h0##*/} h2=${h2##*/}
+    [ "${h0%%:*}" != "${h2%%:*}" ] && report two_hosts yes || report two_hosts "no ($h0 $h2)"
+    report channels "$(channels_of 0)"
+    report size_lun2 "$(blockdev --getsize64 "$(disk_of 2)")"
     a=$(disk_of 0) b=$(disk_of 3) ro=$(disk_of 5)
     for l in 0 3 5; do report size_lun$l "$(blockdev --getsize64 "$(disk_of $l)")"; done
     report ro_flag "$(cat /sys/block/${ro#/dev/}/ro)"

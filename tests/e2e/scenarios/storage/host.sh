@@ -1,16 +1,17 @@
 # storage: a stock Linux guest uses hvmm's synthetic SCSI disks through
-# hv_storvsc. One VM has a dynamic VHDX (LUN 0), a raw file (LUN 3) and a
-# read-only dynamic VHD (LUN 5): sizes, ext4 on both writable disks at once,
+# hv_storvsc. One VM (2 vCPUs: a sub-channel) has a dynamic VHDX (LUN 0), a
+# raw file (LUN 3), a read-only dynamic VHD (LUN 5) and a fixed VHDX on a
+# second controller (LUN 2): sizes, ext4 on both writable disks at once,
 # checksums after a remount, writes to the read-only disk refused, fstrim
 # punching holes in the raw file. A second VM finds the VHDX's files intact,
 # and hvctl vhd check and qemu-img check find the images clean.
 . "$E2E_LIB/host.sh"
 
-STORAGE_DEBUG=1
 HVCTL=${HVCTL:-$(dirname "$HVMM")/hvctl}
 D=/tmp/storage
 rm -rf "$D"; mkdir -p "$D"
 
+# STORAGE_DEBUG=1 (set it here): kernel messages and hvmm --verbose in the logs.
 run_phase() { # PHASE LOG DISK-ARGS...
     local phase=$1 log=$2; shift 2
     boot_guest "$log" 240 --memory 512M --cmdline "$(guest_cmdline storage.phase="$phase" ${STORAGE_DEBUG:+storage.debug})" ${STORAGE_DEBUG:+--verbose} "$@"
@@ -20,6 +21,7 @@ basic_vm() {
     local name=storage-basic log=$LOGDIR/basic.log errs= st v want_ro kib ro_size ro_sum
     "$HVCTL" vhd new "$D/a.vhdx" --size 1G >/dev/null || errs+="vhd new a.vhdx failed; "
     truncate -s 256M "$D/b.raw"
+    "$HVCTL" vhd new "$D/c1.vhdx" --size 32M --fixed >/dev/null || errs+="vhd new c1.vhdx failed; "
     # The read-only disk holds a known pattern: made raw, converted to VHD.
     yes hvmm-ro | head -c $((64 << 20)) >"$D/ro.raw"
     want_ro=$(head -c 1048576 "$D/ro.raw" | sha256sum | cut -d' ' -f1)
@@ -27,14 +29,17 @@ basic_vm() {
     # A VHD's size is rounded up to whole CHS cylinders, as qemu-img does.
     ro_size=$("$HVCTL" vhd info "$D/ro.vhd" --json | sed -n 's/.*"virtual_size": \([0-9]*\).*/\1/p')
     ro_sum=$(sha256sum <"$D/ro.vhd")
-    run_phase basic "$log" --disk "$D/a.vhdx" --disk "$D/b.raw,lun=3" \
-        --disk "$D/ro.vhd,ro,lun=5" && st=0 || st=$?
+    run_phase basic "$log" --cpus 2 --disk "$D/a.vhdx" --disk "$D/b.raw,lun=3" \
+        --disk "$D/ro.vhd,ro,lun=5" --disk "$D/c1.vhdx,controller=1,lun=2" && st=0 || st=$?
     ((st == 0)) || errs+="hvmm exited $st; "
     expect_in "$log" '##e2e## done=yes' || errs+="the guest did not finish; "
     ! expect_in "$log" '##e2e## (missing_lun|mkfs|mount|remount|big_write|error)=' ||
         errs+="$(grep -E '##e2e## (missing_lun|mkfs|mount|remount|big_write|error)=' "$log" | tr -d '\r' | tr '\n' ' '); "
     [[ $(guest_value "$log" size_lun0) == 1073741824 ]] || errs+="LUN 0 size $(guest_value "$log" size_lun0); "
     [[ $(guest_value "$log" size_lun3) == 268435456 ]] || errs+="LUN 3 size $(guest_value "$log" size_lun3); "
+    [[ $(guest_value "$log" size_lun2) == 33554432 ]] || errs+="LUN 2 size $(guest_value "$log" size_lun2); "
+    [[ $(guest_value "$log" two_hosts) == yes ]] || errs+="controller 1: $(guest_value "$log" two_hosts); "
+    [[ $(guest_value "$log" channels) == 2 ]] || errs+="controller 0 has $(guest_value "$log" channels) channels, want 2 (a sub-channel); "
     [[ $(guest_value "$log" size_lun5) == "$ro_size" ]] || errs+="LUN 5 size $(guest_value "$log" size_lun5); "
     [[ $(guest_value "$log" ro_flag) == 1 ]] || errs+="the guest sees LUN 5 writable; "
     [[ $(guest_value "$log" ro_sha) == "$want_ro" ]] || errs+="LUN 5 reads wrong data; "
