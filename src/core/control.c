@@ -105,7 +105,7 @@ static int get_status(void *ctx, const json_t *body, json_t **reply, struct api_
 	version = vmbus_server_version(hv_vmbus_server(vm->hv));
 	if (version)
 		vmbus_version = json_sprintf("%u.%u", version >> 16, version & 0xffff);
-	*reply = json_pack("{s:s, s:f, s:i, s:I, s:o, s:o, s:o*}",
+	*reply = json_pack("{s:s, s:f, s:i, s:I, s:o, s:o, s:o}",
 			   "state", atomic_load(&vm->stop) != VM_RUNNING ? "stopped"
 				    : c->stopping ? "shutting-down" : "running",
 			   "uptime_s", (double)(now_ms() - c->boot_ms) / 1000.0,
@@ -208,26 +208,37 @@ static int get_disks(void *ctx, const json_t *body, json_t **reply, struct api_e
 
 	if (!c->vm)
 		return api_error_set(err, 503, "the VM is restarting");
-	*reply = json_pack("{s:o*, s:o*}", "controllers", controllers_json(c->vm), "disks",
+	*reply = json_pack("{s:o, s:o}", "controllers", controllers_json(c->vm), "disks",
 			   disks_json(c->vm));
 	return *reply ? 200 : -ENOMEM;
 }
 
-/* Unpack {controller?, lun} and check both are in range. */
-static int unpack_lun(const json_t *body, struct api_error *err, const char *fmt, int *ctrl,
-		      int *lun, json_int_t *size)
+/* Members are unpacked as 64-bit integers ("I"): jansson's "i" would
+ * truncate 4294967299 to 3 and let it through the range checks. */
+static int check_address(struct api_error *err, json_int_t ctrl, json_int_t lun)
 {
-	int ret = size ? api_unpack(body, err, fmt, "controller", ctrl, "lun", lun, "size_bytes", size)
-		       : api_unpack(body, err, fmt, "controller", ctrl, "lun", lun);
-
-	if (ret)
-		return ret;
-	if (*ctrl < 0 || *ctrl >= (int)STORVSP_MAX_CONTROLLERS)
+	if (ctrl < 0 || ctrl >= (json_int_t)STORVSP_MAX_CONTROLLERS)
 		return api_error_set(err, 400, "controller: must be 0..%u",
 				     STORVSP_MAX_CONTROLLERS - 1);
-	if (*lun < 0 || *lun >= (int)STORVSP_MAX_LUNS)
+	if (lun < 0 || lun >= (json_int_t)STORVSP_MAX_LUNS)
 		return api_error_set(err, 400, "lun: must be 0..%u", STORVSP_MAX_LUNS - 1);
 	return 0;
+}
+
+/* Unpack {controller?, lun[, size_bytes]} and check the address. */
+static int unpack_lun(const json_t *body, struct api_error *err, int *ctrl, int *lun,
+		      json_int_t *size)
+{
+	json_int_t c = 0, l = -1;
+	int ret = size ? api_unpack(body, err, "{s?:I, s:I, s:I}", "controller", &c, "lun", &l,
+				    "size_bytes", size)
+		       : api_unpack(body, err, "{s?:I, s:I}", "controller", &c, "lun", &l);
+
+	if (!ret)
+		ret = check_address(err, c, l);
+	*ctrl = (int)c;
+	*lun = (int)l;
+	return ret;
 }
 
 static int put_disk_add(void *ctx, const json_t *body, json_t **reply, struct api_error *err)
@@ -235,30 +246,32 @@ static int put_disk_add(void *ctx, const json_t *body, json_t **reply, struct ap
 	struct control *c = ctx;
 	struct storvsp_disk_config dc = { .lun = -1, .format = BLK_FMT_AUTO };
 	const char *path = NULL, *format = NULL;
-	int read_only = 0, ctrl = 0, lun = -1, ret;
+	json_int_t ctrl = 0, lun = 0;
+	int read_only = 0, ret;
 	char msg[512];
 
-	ret = api_unpack(body, err, "{s:s, s?:b, s?:s, s?:i, s?:i}", "path", &path, "read_only",
+	ret = api_unpack(body, err, "{s:s, s?:b, s?:s, s?:I, s?:I}", "path", &path, "read_only",
 			 &read_only, "format", &format, "controller", &ctrl, "lun", &lun);
 	if (ret)
 		return ret;
+	/* No lun member: the lowest free LUN. */
+	ret = check_address(err, ctrl, lun);
+	if (ret)
+		return ret;
+	if (!json_object_get(body, "lun"))
+		lun = -1;
 	if (path[0] != '/')
 		return api_error_set(err, 400, "path: must be absolute, got '%s'", path);
 	if (strlen(path) >= sizeof(dc.path))
 		return api_error_set(err, 400, "path: longer than %zu bytes", sizeof(dc.path) - 1);
 	if (format && (dc.format = blk_format_from_name(format)) == BLK_FMT_AUTO)
 		return api_error_set(err, 400, "format: must be raw, vhd or vhdx, got '%s'", format);
-	if (ctrl < 0 || ctrl >= (int)STORVSP_MAX_CONTROLLERS)
-		return api_error_set(err, 400, "controller: must be 0..%u",
-				     STORVSP_MAX_CONTROLLERS - 1);
-	if (lun < -1 || lun >= (int)STORVSP_MAX_LUNS)
-		return api_error_set(err, 400, "lun: must be 0..%u", STORVSP_MAX_LUNS - 1);
 	if (!c->vm)
 		return api_error_set(err, 409, "the VM is restarting");
 	strcpy(dc.path, path);
 	dc.read_only = read_only;
 	dc.controller = (unsigned)ctrl;
-	dc.lun = lun;
+	dc.lun = (int)lun;
 	ret = storvsp_add_disk(c->vm->storvsp, &dc, msg, sizeof(msg));
 	if (ret == -EEXIST || ret == -ENOSPC)
 		return api_error_set(err, 409, "%s", msg);
@@ -272,7 +285,7 @@ static int put_disk_add(void *ctx, const json_t *body, json_t **reply, struct ap
 		return -ENOMEM;
 	}
 	log_info("API: added %s as controller %u LUN %d", dc.path, dc.controller, dc.lun);
-	*reply = json_pack("{s:i, s:i}", "controller", ctrl, "lun", dc.lun);
+	*reply = json_pack("{s:i, s:i}", "controller", (int)ctrl, "lun", dc.lun);
 	return *reply ? 200 : -ENOMEM;
 }
 
@@ -280,7 +293,7 @@ static int put_disk_remove(void *ctx, const json_t *body, json_t **reply, struct
 {
 	struct control *c = ctx;
 	int ctrl = 0, lun = -1;
-	int ret = unpack_lun(body, err, "{s?:i, s:i}", &ctrl, &lun, NULL);
+	int ret = unpack_lun(body, err, &ctrl, &lun, NULL);
 
 	if (ret)
 		return ret;
@@ -322,7 +335,7 @@ static int put_disk_resize(void *ctx, const json_t *body, json_t **reply, struct
 	struct storvsp_lun_info info;
 	int ctrl = 0, lun = -1;
 	json_int_t size = 0;
-	int ret = unpack_lun(body, err, "{s?:i, s:i, s:I}", &ctrl, &lun, &size);
+	int ret = unpack_lun(body, err, &ctrl, &lun, &size);
 
 	if (ret)
 		return ret;
@@ -341,7 +354,8 @@ static int put_disk_resize(void *ctx, const json_t *body, json_t **reply, struct
 	if (ret == -EROFS)
 		return api_error_set(err, 409, "controller %d LUN %d is read-only", ctrl, lun);
 	if (ret == -EOPNOTSUPP)
-		return api_error_set(err, 409, "the %s format cannot be resized", info.format);
+		return api_error_set(err, 409, "%s cannot be resized (a block device, or a format "
+				     "without resize)", info.label);
 	if (ret == -EINVAL || ret == -EFBIG)
 		return api_error_set(err, 400, "size_bytes: %lld: %s", (long long)size,
 				     strerror(-ret));

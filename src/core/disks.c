@@ -62,8 +62,10 @@ int disk_set_check(struct disk_set *s, char *err, size_t errlen)
 
 		disk = blk_open(dc->path, dc->format, dc->read_only ? BLK_OPEN_RDONLY : 0, &berr);
 		if (!disk) {
-			snprintf(err, errlen, "disk %s: %s", dc->path,
-				 berr.msg[0] ? berr.msg : "cannot open");
+			if (berr.msg[0]) /* it starts with the path */
+				snprintf(err, errlen, "disk %s", berr.msg);
+			else
+				snprintf(err, errlen, "disk %s: cannot open", dc->path);
 			return -EIO;
 		}
 		blk_close(disk);

@@ -250,8 +250,8 @@ static int cmd_disk_add(const struct hvctl *h, const struct hvctl_command *cmd, 
 	json_t *body;
 
 	if (argc != 2)
-		return usage_error(h, "%s: expected one disk, PATH[,ro][,format=F][,lun=N]",
-				   cmd->name);
+		return usage_error(h, "%s: expected one disk, "
+				   "PATH[,ro][,format=F][,lun=N][,controller=N]", cmd->name);
 	if (storvsp_parse_disk_arg(argv[1], &dc, err, sizeof(err)))
 		return usage_error(h, "%s: %s", cmd->name, err);
 	/* hvmm resolves nothing against its own directory: send where the

@@ -1306,7 +1306,11 @@ int storvsp_add_disk(struct storvsp *sv, const struct storvsp_disk_config *dc, c
 	}
 	disk = blk_open(dc->path, dc->format, dc->read_only ? BLK_OPEN_RDONLY : 0, &berr);
 	if (!disk) {
-		snprintf(err, errlen, "%s: %s", dc->path, berr.msg[0] ? berr.msg : "cannot open");
+		/* The block layer's messages start with the path. */
+		if (berr.msg[0])
+			snprintf(err, errlen, "%s", berr.msg);
+		else
+			snprintf(err, errlen, "%s: cannot open", dc->path);
 		return -EIO;
 	}
 	opts.read_only = dc->read_only;

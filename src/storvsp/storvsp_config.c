@@ -61,6 +61,9 @@ int storvsp_parse_disk_arg(const char *arg, struct storvsp_disk_config *out, cha
 	out->path[n] = 0;
 	if (!n)
 		return fail(err, errlen, "disk: missing path in '%s'", arg);
+	if (!utf8_valid(out->path))
+		return fail(err, errlen, "disk: the path is not valid UTF-8 (the API reports "
+				       "paths as JSON strings)");
 	while (*p == ',') {
 		char opt[64];
 		const char *end, *val;

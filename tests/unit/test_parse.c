@@ -60,12 +60,27 @@ static void uint_bounds(void **state)
 	assert_int_equal(parse_uint("-2", 1, 64, &v), -EINVAL);
 }
 
+static void utf8(void **state)
+{
+	assert_true(utf8_valid(""));
+	assert_true(utf8_valid("plain/ascii.vhdx"));
+	assert_true(utf8_valid("d\xc3\xa9j\xc3\xa0 \xe2\x82\xac \xf0\x9f\x98\x80"));
+	assert_false(utf8_valid("\xff"));
+	assert_false(utf8_valid("\xc3"));             /* truncated */
+	assert_false(utf8_valid("\xc0\xaf"));         /* overlong */
+	assert_false(utf8_valid("\xe0\x80\xaf"));     /* overlong */
+	assert_false(utf8_valid("\xed\xa0\x80"));     /* surrogate */
+	assert_false(utf8_valid("\xf4\x90\x80\x80")); /* past U+10FFFF */
+	assert_false(utf8_valid("a\x80" "b"));           /* stray continuation */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(size_units),
 		cmocka_unit_test(size_rejects),
 		cmocka_unit_test(uint_bounds),
+		cmocka_unit_test(utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,12 +73,15 @@ static void test_errors(void **state)
 		"x,lun=1,lun=2",
 		"x,,,",
 		"x,ro,,",
+		"/tmp/\xff.raw",       /* not UTF-8 */
+		"/tmp/\xc0\xaf.raw",   /* overlong '/' */
 	};
 
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(parse(bad[i]), -EINVAL);
 		assert_true(err[0] != 0);
 	}
+	assert_int_equal(parse("/tmp/d\xc3\xa9j\xc3\xa0-vu.vhdx"), 0); /* UTF-8 is fine */
 	assert_int_equal(storvsp_parse_disk_arg(NULL, &dc, err, sizeof(err)), -EINVAL);
 	/* No error buffer is fine. */
 	assert_int_equal(storvsp_parse_disk_arg("x,bogus", &dc, NULL, 0), -EINVAL);
