@@ -37,16 +37,26 @@ if [ -z "$dev" ]; then
     exit 0
 fi
 report disk "$dev $(blockdev --getsize64 "$dev")"
+dmesg -n 4   # kernel errors (I/O errors, SCSI timeouts) on the console
 [ -n "$size" ] || size=$(blockdev --getsize64 "$dev")
 
 # fio_job NAME RW BS QD [extra...]: one job, prints "KIB_PER_S IOPS" (reads
 # or writes, whichever the job did) or "error ..." on failure.
 fio_job() {
     name=$1 rw=$2 bs=$3 qd=$4; shift 4
+    # A job that has not finished 60 s after it should have: say what the
+    # block layer has in flight, every 60 s.
+    (sleep $((runtime + 60))
+     while :; do
+         echo "##e2e## stuck=$name inflight $(cat /sys/block/${dev#/dev/}/inflight | tr -s ' ')" >&2
+         sleep 60
+     done) &
+    watch=$!
     out=$(fio --name="$name" --filename="$dev" --direct=1 --ioengine=libaio \
         --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$size" --thread \
         --randrepeat=0 --norandommap --output-format=terse --terse-version=3 "$@" 2>&1)
     st=$?
+    kill $watch
     line=$(echo "$out" | grep '^3;')
     if [ $st != 0 ] || [ -z "$line" ]; then
         echo "error exit $st: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
@@ -58,6 +68,7 @@ fio_job() {
 
 # Preconditioning: every block of the region written once, so the reads
 # read data and a dynamic VHDX has its blocks allocated before the jobs.
+echo "##e2e## start=fill"
 report fill "$(fio_job fill write 1M 32)"
 for t in $tests; do
     qd=${t##*-qd} kind=${t%-qd*}
@@ -68,6 +79,7 @@ for t in $tests; do
         randwrite) rw=randwrite bs=4k ;;
         *) report error "unknown test $t"; continue ;;
     esac
+    echo "##e2e## start=$t"
     report "fio_$t" "$(fio_job "$t" $rw $bs "$qd" --runtime="$runtime" --time_based --ramp_time=1)"
 done
 # Kernel complaints about the disk (I/O errors, SCSI aborts or resets).

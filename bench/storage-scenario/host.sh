@@ -25,9 +25,9 @@ vm_timeout=$((240 + ${#tests[@]} * (runtime + 15)))
 D=/tmp/bench-storage
 
 cmdline() { guest_cmdline "bench.disk=$1 bench.runtime=$runtime"; }
-hvmm_cmd() {  # DISK-SPEC
+hvmm_cmd() {  # DISK-SPEC; the API socket is only read when a VM hangs
     cmd=("$HVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --cmdline "$(cmdline scsi)"
-         --memory "$mem" --cpus "$cpus" --disk "$1")
+         --memory "$mem" --cpus "$cpus" --disk "$1" --api "$D/api.sock")
 }
 qemu_cmd() {  # FILE
     cmd=(qemu-system-x86_64 -enable-kvm -cpu host -M pc -nodefaults -no-user-config
@@ -43,6 +43,23 @@ unit() { case $1 in seq* | fill) echo MiB/s ;; *) echo IOPS ;; esac; }
 figure() {
     local kib=${2% *} iops=${2#* }
     case $1 in seq* | fill) awk -v k="$kib" 'BEGIN{printf "%.1f", k / 1024}' ;; *) echo "$iops" ;; esac
+}
+
+# hang_report NAME PID: what a VM that did not finish was doing (its threads;
+# for hvmm also its disks through the API, twice 5 s apart: are requests
+# stuck in flight, do the counters move?).
+hang_report() {
+    local t i
+    for t in /proc/"$2"/task/*; do
+        echo "thread ${t##*/} $(cat "$t/comm") state $(awk '{print $3}' "$t/stat") wchan $(cat "$t/wchan")"
+    done
+    [[ $1 == qemu ]] && return
+    for i in 1 2; do
+        echo "hvctl disk list ($i):"
+        "$HVCTL" --api "$D/api.sock" disk list 2>&1
+        "$HVCTL" --api "$D/api.sock" status 2>&1
+        ((i == 2)) || sleep 5
+    done
 }
 
 # run_vm NAME RUN: one VM on a fresh backing file; appends "TEST FIGURE" lines
@@ -61,7 +78,15 @@ run_vm() {
     t0=$SECONDS
     "${cmd[@]}" </dev/null >"$log" 2>&1 &
     pid=$!
-    wait_pid "$pid" "$vm_timeout" && st=0 || st=$?
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < vm_timeout)); do sleep 1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        hang_report "$name" "$pid" >"$log.hang" 2>&1
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        st=124
+    else
+        wait "$pid" && st=0 || st=$?
+    fi
     if ! expect_in "$log" '##e2e## done=yes'; then
         if ((st == 124)); then err="did not finish within $vm_timeout s"
         else err="exited with status $st before finishing"; fi
@@ -84,6 +109,7 @@ run_vm() {
     if [[ -n $err ]]; then
         say "$name run $i: $err; the end of $(basename "$log"):"
         tail -n 25 "$log" | tr -d '\r' | while IFS= read -r v; do say "| $v"; done
+        [[ ! -s $log.hang ]] || while IFS= read -r v; do say "| $v"; done <"$log.hang"
     fi
     # Keep the image's own view of itself after a VHDX run.
     if [[ $name == vhdx ]]; then
