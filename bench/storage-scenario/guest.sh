@@ -44,13 +44,16 @@ dmesg -n 4   # kernel errors (I/O errors, SCSI timeouts) on the console
 # or writes, whichever the job did) or "error ..." on failure.
 fio_job() {
     name=$1 rw=$2 bs=$3 qd=$4; shift 4
-    # A job that has not finished 60 s after it should have: say what the
-    # block layer has in flight, every 60 s.
-    (sleep $((runtime + 60))
+    # A job that has not finished 60 s after it should have (fill: after
+    # 180 s): say what the block layer has in flight, every 60 s. (Not on
+    # this function's stdout, which the caller reads to its end: the watcher
+    # must not hold it open.)
+    late=$((runtime + 60)); [ "$name" != fill ] || late=180
+    (sleep $late
      while :; do
-         echo "##e2e## stuck=$name inflight $(cat /sys/block/${dev#/dev/}/inflight | tr -s ' ')" >&2
+         echo "##e2e## stuck=$name inflight $(tr -s ' ' </sys/block/${dev#/dev/}/inflight)" >/dev/console
          sleep 60
-     done) &
+     done) </dev/null >/dev/null 2>&1 &
     watch=$!
     out=$(fio --name="$name" --filename="$dev" --direct=1 --ioengine=libaio \
         --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$size" --thread \

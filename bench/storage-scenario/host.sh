@@ -12,8 +12,10 @@
 # BENCH_RUNTIME s after a 1 s ramp: sequential read and write at 128 KiB and
 # random read and write at 4 KiB, each at queue depth 1 and 32.
 # Prints each run's figures, then medians and the ratios hvmm/qemu and
-# vhdx/hvmm. A VM that does not finish within its time limit, or a job that
-# fails, is left out of the figures and reported with the end of its console.
+# vhdx/hvmm. A job that fails is left out of the figures and reported; a VM
+# whose guest says a job is stuck (60 s past its end), or that does not finish
+# within its time limit, is stopped and reported with the end of its console,
+# its threads and, for hvmm, its disks' state from the API.
 . "$E2E_LIB/host.sh"
 
 mem=${BENCH_MEMORY:-512M} cpus=${BENCH_CPUS:-2} runs=${BENCH_RUNS:-3}
@@ -78,7 +80,12 @@ run_vm() {
     t0=$SECONDS
     "${cmd[@]}" </dev/null >"$log" 2>&1 &
     pid=$!
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < vm_timeout)); do sleep 1; done
+    # Until it exits, its time is up, or the guest says a job is stuck (60 s
+    # past its end).
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < vm_timeout)) &&
+          ! expect_in "$log" '##e2e## stuck='; do
+        sleep 1
+    done
     if kill -0 "$pid" 2>/dev/null; then
         hang_report "$name" "$pid" >"$log.hang" 2>&1
         kill -KILL "$pid" 2>/dev/null
@@ -88,7 +95,9 @@ run_vm() {
         wait "$pid" && st=0 || st=$?
     fi
     if ! expect_in "$log" '##e2e## done=yes'; then
-        if ((st == 124)); then err="did not finish within $vm_timeout s"
+        if expect_in "$log" '##e2e## stuck='; then
+            err="a job did not finish: $(guest_value "$log" stuck); stopped after $((SECONDS - t0)) s"
+        elif ((st == 124)); then err="did not finish within $vm_timeout s"
         else err="exited with status $st before finishing"; fi
     fi
     v=$(guest_value "$log" error)
