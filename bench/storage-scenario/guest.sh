@@ -71,8 +71,13 @@ fio_job() {
 
 # Preconditioning: every block of the region written once, so the reads
 # read data and a dynamic VHDX has its blocks allocated before the jobs.
+# mark KEY: the disk's requests completed so far (reads + writes), then 2 s
+# idle for the host to read KVM's exit counters (see host.sh).
+mark() { report "$1" "$(awk '{print $1 + $5}' /sys/block/${dev#/dev/}/stat)"; sleep 2; }
+
 echo "##e2e## start=fill"
 report fill "$(fio_job fill write 1M 32)"
+mark io0
 for t in $tests; do
     qd=${t##*-qd} kind=${t%-qd*}
     case $kind in
@@ -85,6 +90,7 @@ for t in $tests; do
     echo "##e2e## start=$t"
     report "fio_$t" "$(fio_job "$t" $rw $bs "$qd" --runtime="$runtime" --time_based --ramp_time=1)"
 done
+mark io1
 # Kernel complaints about the disk (I/O errors, SCSI aborts or resets).
 kmsg() { dmesg | grep -iE 'sd[a-z]|vd[a-z]|scsi|storvsc|blk_update|I/O error' |
          grep -iE 'error|abort|reset|timed? ?out|fail'; }

@@ -23,6 +23,9 @@ size=${BENCH_SIZE:-256M} runtime=${BENCH_RUNTIME:-5}
 HVCTL=${HVCTL:-$(dirname "$HVMM")/hvctl}
 tests=(seqread-qd1 seqread-qd32 seqwrite-qd1 seqwrite-qd32
        randread-qd1 randread-qd32 randwrite-qd1 randwrite-qd32)
+# KVM counters reported per disk request (those that exist are shown).
+counters=(exits io_exits mmio_exits hypercalls halt_exits irq_exits irq_window_exits
+          irq_injections request_irq_exits signal_exits)
 vm_timeout=$((240 + ${#tests[@]} * (runtime + 15)))
 D=/tmp/bench-storage
 
@@ -45,6 +48,30 @@ unit() { case $1 in seq* | fill) echo MiB/s ;; *) echo IOPS ;; esac; }
 figure() {
     local kib=${2% *} iops=${2#* }
     case $1 in seq* | fill) awk -v k="$kib" 'BEGIN{printf "%.1f", k / 1024}' ;; *) echo "$iops" ;; esac
+}
+
+# kvm_stats PID: KVM's counters for the VM of process PID (debugfs; the
+# vCPUs' counters summed), "NAME VALUE" lines.
+kvm_stats() {
+    local f
+    for f in /sys/kernel/debug/kvm/"$1"-*/*; do
+        [[ -f $f ]] && echo "${f##*/} $(cat "$f" 2>/dev/null)"
+    done
+}
+# exits_per_request NAME LOG: from the counters read when the guest said io0
+# (after the fill) and io1 (after the last job), each counter's increase per
+# disk request the guest completed in between (timer and other exits
+# included); "COUNTER PER-REQUEST" lines in LOG.exits, "exits VALUE" in
+# $LOGDIR/NAME.COUNTER.data.
+exits_per_request() {
+    local name=$1 log=$2 n0 n1 c
+    n0=$(guest_value "$log" io0) n1=$(guest_value "$log" io1)
+    [[ -s $log.io0 && -s $log.io1 && -n $n0 && -n $n1 ]] && ((n1 > n0)) || return 1
+    awk -v n=$((n1 - n0)) 'NR == FNR {a[$1] = $2; next} ($1 in a) && $2 ~ /^[0-9]+$/ {
+        printf "%s %.1f\n", $1, ($2 - a[$1]) / n}' "$log.io0" "$log.io1" >"$log.exits"
+    for c in "${counters[@]}"; do
+        awk -v c="$c" '$1 == c {print "exits", $2}' "$log.exits" >>"$LOGDIR/$name.$c.data"
+    done
 }
 
 # hang_report NAME PID: what a VM that did not finish was doing (its threads;
@@ -84,7 +111,10 @@ run_vm() {
     # past its end).
     while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < vm_timeout)) &&
           ! expect_in "$log" '##e2e## stuck='; do
-        sleep 1
+        for v in io0 io1; do
+            [[ -e $log.$v ]] || ! expect_in "$log" "##e2e## $v=" || kvm_stats "$pid" >"$log.$v"
+        done
+        sleep 0.2
     done
     if kill -0 "$pid" 2>/dev/null; then
         hang_report "$name" "$pid" >"$log.hang" 2>&1
@@ -114,6 +144,7 @@ run_vm() {
             err+="${err:+; }$t: $v"
         fi
     done
+    exits_per_request "$name" "$log" && line+=" exits/request $(awk '$1 == "exits" {print $2}' "$log.exits")"
     say "$name run $i ($((SECONDS - t0)) s):${line:- no figures}"
     if [[ -n $err ]]; then
         say "$name run $i: $err; the end of $(basename "$log"):"
@@ -134,6 +165,7 @@ med() { awk -v t="$2" '$1 == t {print $2}' "$LOGDIR/$1.data" 2>/dev/null | media
 ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a / b}'; }
 nruns() { awk -v t="$2" '$1 == t' "$LOGDIR/$1.data" 2>/dev/null | wc -l; }
 
+mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 vms=(hvmm qemu vhdx)
 [[ -x $HVMM ]] || { vms=(qemu); say "hvmm: $HVMM not found"; }
 say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on tmpfs;" \
@@ -165,4 +197,17 @@ for t in "${tests[@]}" fill; do
         "${rq:--}" "${cols[2]}" "${rx:--}")"
 done
 say "goal hvmm/qemu >= 1.2: met on $met_q of $n_q lines; goal vhdx/hvmm >= 0.9: met on $met_v of $n_v lines"
+if ls "$LOGDIR"/*.exits >/dev/null 2>&1; then
+    say "KVM exits etc. per disk request over the 8 jobs, medians (KVM debugfs; timer exits included):"
+    say "$(printf '%-18s %10s %10s %10s' counter hvmm qemu vhdx)"
+    for c in "${counters[@]}"; do
+        cols=() any=
+        for v in hvmm qemu vhdx; do
+            x=$(med "$v.$c" exits)
+            [[ -z $x ]] || any=1
+            cols+=("${x:--}")
+        done
+        [[ -z $any ]] || say "$(printf '%-18s %10s %10s %10s' "$c" "${cols[@]}")"
+    done
+fi
 pass bench-storage
