@@ -80,13 +80,14 @@ exits_per_request() {
 hang_report() {
     local t i
     for t in /proc/"$2"/task/*; do
-        echo "thread ${t##*/} $(cat "$t/comm") state $(awk '{print $3}' "$t/stat") wchan $(cat "$t/wchan")"
+        echo "thread ${t##*/} $(cat "$t/comm") state $(awk '{print $3, "utime", $14, "stime", $15}' "$t/stat")" \
+             "wchan $(cat "$t/wchan")"
     done
     [[ $1 == qemu ]] && return
     for i in 1 2; do
         echo "hvctl disk list ($i):"
-        "$HVCTL" --api "$D/api.sock" disk list 2>&1
-        "$HVCTL" --api "$D/api.sock" status 2>&1
+        timeout 15 "$HVCTL" --api "$D/api.sock" disk list 2>&1 || echo "(hvctl: status $?)"
+        timeout 15 "$HVCTL" --api "$D/api.sock" status 2>&1 || echo "(hvctl: status $?)"
         ((i == 2)) || sleep 5
     done
 }
@@ -118,8 +119,16 @@ run_vm() {
     done
     if kill -0 "$pid" 2>/dev/null; then
         hang_report "$name" "$pid" >"$log.hang" 2>&1
+        # A process that SIGKILL does not end within 30 s is stuck in the
+        # kernel: say so and go on without it.
         kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
+        for v in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if ! kill -0 "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null; else
+            echo "still there 30 s after SIGKILL: $(tr '\0' ' ' </proc/"$pid"/cmdline | cut -c1-60);" \
+                 "state $(awk '{print $3}' /proc/"$pid"/stat); stack:"
+            cat /proc/"$pid"/stack 2>&1
+            for t in /proc/"$pid"/task/*; do echo "thread ${t##*/}: $(tr '\n' ' ' <"$t"/stack 2>/dev/null)"; done
+        fi >>"$log.hang" 2>&1
         st=124
     else
         wait "$pid" && st=0 || st=$?
