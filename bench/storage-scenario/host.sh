@@ -175,6 +175,16 @@ ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) prin
 nruns() { awk -v t="$2" '$1 == t' "$LOGDIR/$1.data" 2>/dev/null | wc -l; }
 
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+# The software host's own errors (OOM, lockups, RCU stalls, hung tasks) on its
+# console, and a plain line every 30 s (in the console log, not a result):
+# if these stop, the software host itself stopped, not just a VM.
+dmesg -n 4
+(while sleep 30; do
+    echo "host-tick up $(cut -d' ' -f1 /proc/uptime) load $(cut -d' ' -f1-3 /proc/loadavg)" \
+         "avail_kb $(awk '/^MemAvailable/{print $2}' /proc/meminfo)" \
+         "$(ps -o pid,stat,rss,comm 2>/dev/null | grep -E 'hvmm|qemu|fio' | tr -s ' ' | tr '\n' ';')"
+ done) </dev/null &
+ticker=$!
 vms=(hvmm qemu vhdx)
 [[ -x $HVMM ]] || { vms=(qemu); say "hvmm: $HVMM not found"; }
 say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on tmpfs;" \
@@ -219,4 +229,5 @@ if ls "$LOGDIR"/*.exits >/dev/null 2>&1; then
         [[ -z $any ]] || say "$(printf '%-18s %10s %10s %10s' "$c" "${cols[@]}")"
     done
 fi
+kill "$ticker" 2>/dev/null
 pass bench-storage
