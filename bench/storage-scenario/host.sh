@@ -174,11 +174,11 @@ med() { awk -v t="$2" '$1 == t {print $2}' "$LOGDIR/$1.data" 2>/dev/null | media
 ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a / b}'; }
 nruns() { awk -v t="$2" '$1 == t' "$LOGDIR/$1.data" 2>/dev/null | wc -l; }
 
-mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+grep -q " /sys/kernel/debug " /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 # The software host's own errors (OOM, lockups, RCU stalls, hung tasks) on its
 # console, and a plain line every 30 s (in the console log, not a result):
 # if these stop, the software host itself stopped, not just a VM.
-dmesg -n 4
+dmesg -n 5   # warnings too: the backtraces of soft lockups and RCU stalls
 (while sleep 30; do
     echo "host-tick up $(cut -d' ' -f1 /proc/uptime) load $(cut -d' ' -f1-3 /proc/loadavg)" \
          "avail_kb $(awk '/^MemAvailable/{print $2}' /proc/meminfo)" \
