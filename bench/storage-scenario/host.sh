@@ -106,7 +106,10 @@ run_vm() {
         qemu) f=$D/disk.raw; truncate -s "$size" "$f"; qemu_cmd "$f" ;;
     esac
     t0=$SECONDS
-    "${cmd[@]}" </dev/null >"$log" 2>&1 &
+    # The VM's console also goes to the software host's console (lines
+    # "vm| ...", in the console log only): if the software host stops, what
+    # the VM said last is still there.
+    "${cmd[@]}" </dev/null > >(tee "$log" | sed "s/^/vm| $name-$i: /") 2>&1 &
     pid=$!
     # Until it exits, its time is up, or the guest says a job is stuck (60 s
     # past its end).
@@ -133,6 +136,7 @@ run_vm() {
     else
         wait "$pid" && st=0 || st=$?
     fi
+    sleep 2  # tee writes the rest of the log
     if ! expect_in "$log" '##e2e## done=yes'; then
         if expect_in "$log" '##e2e## stuck='; then
             err="a job did not finish: $(guest_value "$log" stuck); stopped after $((SECONDS - t0)) s"
