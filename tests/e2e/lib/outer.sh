@@ -5,10 +5,16 @@
 # kernel arguments APPEND, copies the console to $E2E_CONSOLE_LOG and the
 # scenarios' log directories to $E2E_LOGS/NAME/, prints each
 # result line ("PASS x" / "FAIL x: why") on stdout as it arrives and INFO
-# lines on fd $E2E_INFO_FD (2), and adds PASSED/FAILED. Each NAME (scenario
-# expected in this boot) that never reported END gets a FAIL line. Deadlines
-# (seconds): E2E_BOOT_TIMEOUT (300) to come up; the scenario's own timeout+60
-# from its BEGIN; 120 between scenarios.
+# lines on fd $E2E_INFO_FD (2), and adds PASSED/FAILED. A scenario's result
+# lines are printed when it reports END, so an interrupted attempt counts for
+# nothing. Deadlines (seconds): E2E_BOOT_TIMEOUT (300) to come up; the
+# scenario's own timeout+60 from its BEGIN; 120 between scenarios.
+#
+# If the software host dies or stops answering after it came up (its QEMU
+# exits or hangs: TCG emulating nested SVM; no user-space program in it can
+# do that), a new host is booted for the scenarios not finished, the
+# interrupted one included, at most E2E_RESTARTS (1) times; an INFO line says
+# so. Each NAME that still never reported END gets a FAIL line.
 #
 # interactive_outer INITRD APPEND: the same host with its serial console on
 # this terminal (Ctrl-A x quits QEMU).
@@ -27,11 +33,18 @@ outer_qemu() {  # INITRD APPEND -> OUTER_QEMU array
         -virtfs "local,path=$E2E_LOGS,mount_tag=e2elogs,security_model=none,id=e2elogs"
         -accel "tcg,thread=${E2E_TCG_THREAD:-multi}" -cpu max -smp "${E2E_HOST_CPUS:-2}"
         -m "${E2E_HOST_MEM:-3G}" -nic none -no-reboot
+        -d cpu_reset -D "$(qemu_reset_log)"
         -kernel "$VMLINUZ" -initrd "$1" -append "console=ttyS0 panic=-1 $2")
     # E2E_QEMU_ARGS: extra arguments for debugging, e.g. "-d cpu_reset -D qemu.log"
     local extra=()
     [[ -z ${E2E_QEMU_ARGS:-} ]] || read -ra extra <<<"$E2E_QEMU_ARGS"
     OUTER_QEMU+=("${extra[@]}")
+}
+
+# Where QEMU logs the software host's CPU resets (and a triple fault, should
+# one end it): one file per boot.
+qemu_reset_log() {
+    echo "$(dirname "$E2E_CONSOLE_LOG")/qemu-cpu-reset${E2E_RESTARTS_DONE:+-$E2E_RESTARTS_DONE}.log"
 }
 
 result() {  # PASS NAME | FAIL NAME: WHY
@@ -42,14 +55,28 @@ result() {  # PASS NAME | FAIL NAME: WHY
 now() { echo "${EPOCHREALTIME/./}"; }  # microseconds
 secs() { printf '%d.%01d' $(($1 / 1000000)) $(($1 % 1000000 / 100000)); }
 
+# with_run APPEND NAME...: APPEND with its e2e.run= word naming only NAMEs.
+with_run() {
+    local w out= names
+    names=$(IFS=,; echo "${*:2}")
+    for w in $1; do
+        [[ $w != e2e.run=* ]] || w=e2e.run=$names
+        out+="${out:+ }$w"
+    done
+    echo "$out"
+}
+
 run_outer() {
     local initrd=$1 append=$2; shift 2
     local -A done_=()
     local line rest kind name current= hostfail= up= fd qpid t0 deadline left why= s rc last=
-    rm -rf "$E2E_LOGS"
+    local pending=() left_names=() restarts=${E2E_RESTARTS:-1}
+    if [[ -z ${E2E_RESTARTING:-} ]]; then
+        rm -rf "$E2E_LOGS"
+        mkdir -p "$(dirname "$E2E_CONSOLE_LOG")"
+        : >"$E2E_CONSOLE_LOG"
+    fi
     outer_qemu "$initrd" "$append"
-    mkdir -p "$(dirname "$E2E_CONSOLE_LOG")"
-    : >"$E2E_CONSOLE_LOG"
     t0=$(now)
     deadline=$((t0 + ${E2E_BOOT_TIMEOUT:-300} * 1000000))
     exec {fd}< <(exec "${OUTER_QEMU[@]}" -serial stdio </dev/null 2>&1)
@@ -80,11 +107,14 @@ run_outer() {
                 current=${rest%% *} tbegin=$(now)
                 s=${rest##*timeout=}
                 deadline=$((tbegin + (s + 60) * 1000000)) ;;
-            PASS | FAIL) result "$kind" "$rest" ;;
+            PASS | FAIL) if [[ -n $current ]]; then pending+=("$kind $rest")
+                         else result "$kind" "$rest"; fi ;;
             INFO) echo "$rest" >&"$E2E_INFO_FD" ;;
             END)
                 name=${rest%% *}
                 done_[$name]=1 current=
+                for s in "${pending[@]}"; do result "${s%% *}" "${s#* }"; done
+                pending=()
                 log "$name took $(secs $(($(now) - tbegin))) s"
                 deadline=$(($(now) + 120000000)) ;;
             DONE) why=done; break ;;
@@ -94,6 +124,16 @@ run_outer() {
     wait "$qpid" 2>/dev/null || true
     exec {fd}<&-
     [[ $why != died || -z $last ]] || why="died; last console line: ${last:0:160}"
+    for name in "$@"; do [[ -n ${done_[$name]:-} ]] || left_names+=("$name"); done
+    if [[ -n $up && -z $hostfail && $why != done && ${#left_names[@]} -gt 0 ]] && ((restarts > 0)); then
+        echo "e2e: software host ${current:+stopped during $current }($why): booting a new one for the" \
+            "${#left_names[@]} scenario(s) left (restart $((${E2E_RESTARTS_DONE:-0} + 1)); QEMU's reset log:" \
+            "$(qemu_reset_log))" >&"$E2E_INFO_FD"
+        E2E_RESTARTING=1 E2E_RESTARTS=$((restarts - 1)) E2E_RESTARTS_DONE=$((${E2E_RESTARTS_DONE:-0} + 1)) \
+            run_outer "$initrd" "$(with_run "$append" "${left_names[@]}")" "${left_names[@]}"
+        return
+    fi
+    for s in "${pending[@]}"; do result "${s%% *}" "${s#* }"; done
     for name in "$@"; do
         [[ -n ${done_[$name]:-} ]] && continue
         if [[ -n $hostfail ]]; then s="software host failed: $hostfail"
