@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -62,6 +63,32 @@ int blk_pread(int fd, void *buf, size_t len, uint64_t off)
 			return -errno;
 		}
 		if (n == 0) { /* end of file: the rest reads as zeros */
+			memset(p, 0, len);
+			return 0;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int blk_pread_nowait(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	if (off > (uint64_t)INT64_MAX - len)
+		return -EINVAL;
+	while (len) {
+		struct iovec iov = { .iov_base = p, .iov_len = len };
+		ssize_t n = preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EINVAL ? -EOPNOTSUPP : -errno;
+		}
+		if (n == 0) {
 			memset(p, 0, len);
 			return 0;
 		}

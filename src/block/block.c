@@ -242,6 +242,19 @@ int blk_read(struct blk_disk *d, uint64_t off, void *buf, size_t len)
 	return d->drv->read(d->img, off, buf, len);
 }
 
+int blk_read_nowait(struct blk_disk *d, uint64_t off, void *buf, size_t len)
+{
+	struct blk_info info;
+	int ret;
+
+	if (!d->drv->read_nowait)
+		return -EAGAIN;
+	ret = check_range(d, off, len, &info);
+	if (ret || !len)
+		return ret;
+	return d->drv->read_nowait(d->img, off, buf, len);
+}
+
 int blk_write(struct blk_disk *d, uint64_t off, const void *buf, size_t len, unsigned flags)
 {
 	struct blk_info info;

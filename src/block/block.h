@@ -63,6 +63,10 @@ struct blk_driver {
 	 * zeros (or from the parent of a differencing disk). */
 	int (*read)(struct blk_image *img, uint64_t off, void *buf, size_t len);
 	int (*write)(struct blk_image *img, uint64_t off, const void *buf, size_t len, unsigned flags);
+	/* Optional: `read` only if it cannot block (data in the page cache,
+	 * no lock held by a resize): 0, -EAGAIN (call `read` on a worker) or
+	 * another negative errno (the read failed). */
+	int (*read_nowait)(struct blk_image *img, uint64_t off, void *buf, size_t len);
 	int (*flush)(struct blk_image *img);
 	/* Give back [off, off+len): reads then return zeros. Optional. */
 	int (*discard)(struct blk_image *img, uint64_t off, uint64_t len);
@@ -87,6 +91,9 @@ void blk_close(struct blk_disk *d);
 void blk_get_info(struct blk_disk *d, struct blk_info *info);
 int blk_read(struct blk_disk *d, uint64_t off, void *buf, size_t len);
 int blk_write(struct blk_disk *d, uint64_t off, const void *buf, size_t len, unsigned flags);
+/* blk_read() without blocking, for an event loop: -EAGAIN when it would
+ * block or the format cannot tell (then use blk_read() on a worker). */
+int blk_read_nowait(struct blk_disk *d, uint64_t off, void *buf, size_t len);
 int blk_flush(struct blk_disk *d);
 int blk_discard(struct blk_disk *d, uint64_t off, uint64_t len); /* -EOPNOTSUPP if none */
 int blk_resize(struct blk_disk *d, uint64_t new_size);           /* -EOPNOTSUPP if none */

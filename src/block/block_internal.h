@@ -67,6 +67,9 @@ void blk_seterr(struct blk_error *err, const char *fmt, ...) __attribute__((form
 /* Reads len bytes; what lies past the end of the file reads as zeros. */
 int blk_pread(int fd, void *buf, size_t len, uint64_t off);
 int blk_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+/* blk_pread from the page cache only (RWF_NOWAIT): -EAGAIN if some of it
+ * is not cached, -EOPNOTSUPP if the file system cannot tell. */
+int blk_pread_nowait(int fd, void *buf, size_t len, uint64_t off);
 int blk_sync(int fd);
 int blk_truncate(int fd, uint64_t size);
 /* Make [off, off+len) read as zeros and free its space. -EOPNOTSUPP if the

@@ -333,6 +333,25 @@ fail:
 	return ret;
 }
 
+/* A read whose data is in the page cache costs one copy: do it here rather
+ * than wake a worker (two thread switches) for it. False if it would block. */
+static bool read_from_cache(struct blkq *q, struct blkq_req *r)
+{
+	int ret = blk_read_nowait(q->disk, r->off, r->iov[0].base, r->len);
+	bool wake;
+
+	if (ret == -EAGAIN)
+		return false;
+	q->stats.cached_reads++;
+	pthread_mutex_lock(&q->lock);
+	q->unfinished++;
+	wake = finish_locked(q, r, ret);
+	pthread_mutex_unlock(&q->lock);
+	if (wake)
+		kick_eventfd(q);
+	return true;
+}
+
 int blkq_submit(struct blkq *q, struct blkq_req *r)
 {
 	uint64_t mask = q->sector - 1;
@@ -376,6 +395,8 @@ int blkq_submit(struct blkq *q, struct blkq_req *r)
 	r->result = 0;
 	r->seq = q->next_seq++;
 	q->inflight++;
+	if (r->op == BLKQ_OP_READ && q->nthreads && direct_ok(r) && read_from_cache(q, r))
+		return 0;
 	pthread_mutex_lock(&q->lock);
 	list_append(&q->pend_head, &q->pend_tail, r);
 	q->unfinished++;

@@ -3,10 +3,10 @@
  * Device models submit read, write (optionally FUA), flush, discard and
  * write-same requests whose data lives in host buffers (usually guest
  * memory) described by a scatter list. A small pool of worker threads runs
- * them with the synchronous, thread-safe blk_* calls, so no disk I/O ever
- * happens on a vCPU thread or on the event-loop thread. Finished requests
- * are handed back to the loop thread through an eventfd: their `done`
- * callback runs there, in the order the workers finished them.
+ * them with the synchronous, thread-safe blk_* calls, so no disk I/O that
+ * can block happens on a vCPU thread or on the event-loop thread. Finished
+ * requests are handed back to the loop thread through an eventfd: their
+ * `done` callback runs there, in the order the workers finished them.
  *
  * Ordering: requests run concurrently and may finish in any order, except
  * that a flush calls blk_flush() only after every write, discard and
@@ -19,6 +19,11 @@
  * blkq_full() says so; a device stops pulling requests from its guest until
  * a completion frees a slot (the slot is free again before the done
  * callback runs, so the callback may submit).
+ *
+ * Reads from the page cache: a read into one 4 KiB-aligned buffer is first
+ * tried on the calling thread with blk_read_nowait(); if all its data is
+ * cached it costs one copy and no thread switch (its done callback still
+ * runs later, from blkq_poll()). Otherwise a worker runs it.
  *
  * Buffers: a read or write whose data is one 4 KiB-aligned buffer goes
  * straight to blk_read()/blk_write(). Scattered or unaligned data goes
@@ -146,6 +151,7 @@ struct blkq_stats {
 	uint64_t reads, writes, flushes, discards, write_sames;
 	uint64_t bytes_read, bytes_written;
 	uint64_t errors;
+	uint64_t cached_reads; /* of reads: served from the page cache without a worker */
 };
 
 /* Counters of delivered requests. */

@@ -20,6 +20,7 @@ struct raw_image {
 	uint64_t size;     /* the disk's size: the file's, rounded up to a sector */
 	uint32_t lss, pss;
 	pthread_rwlock_t lock; /* resize against I/O */
+	bool no_nowait;        /* the file system has no RWF_NOWAIT reads */
 };
 
 static struct raw_image *RAW(struct blk_image *img)
@@ -109,6 +110,22 @@ static int raw_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
 	pthread_rwlock_rdlock(&r->lock);
 	ret = blk_pread(r->fd, buf, len, off);
 	pthread_rwlock_unlock(&r->lock);
+	return ret;
+}
+
+static int raw_read_nowait(struct blk_image *img, uint64_t off, void *buf, size_t len)
+{
+	struct raw_image *r = RAW(img);
+	int ret;
+
+	if (__atomic_load_n(&r->no_nowait, __ATOMIC_RELAXED) || pthread_rwlock_tryrdlock(&r->lock))
+		return -EAGAIN;
+	ret = blk_pread_nowait(r->fd, buf, len, off);
+	pthread_rwlock_unlock(&r->lock);
+	if (ret == -EOPNOTSUPP) {
+		__atomic_store_n(&r->no_nowait, true, __ATOMIC_RELAXED);
+		ret = -EAGAIN;
+	}
 	return ret;
 }
 
@@ -287,6 +304,7 @@ const struct blk_driver blk_raw_driver = {
 	.close = raw_close,
 	.info = raw_info,
 	.read = raw_read,
+	.read_nowait = raw_read_nowait,
 	.write = raw_write,
 	.flush = raw_flush,
 	.discard = raw_discard,

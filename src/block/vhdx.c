@@ -1087,6 +1087,49 @@ static int vhdx_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
 	return ret;
 }
 
+/* Reads of fully present and of unallocated blocks (without a parent)
+ * from the page cache; anything else is left to vhdx_read on a worker. */
+static int vhdx_read_nowait(struct blk_image *img, uint64_t off, void *buf, size_t len)
+{
+	struct vhdx *v = VHDX(img);
+	uint8_t *p = buf;
+	int ret = 0;
+
+	if (__atomic_load_n(&v->no_nowait, __ATOMIC_RELAXED) || pthread_rwlock_tryrdlock(&v->lock))
+		return -EAGAIN;
+	while (len && !ret) {
+		uint64_t blk = off / v->block_size, in = off % v->block_size;
+		size_t n = (size_t)MIN(len, v->block_size - in);
+		uint64_t e = vhdx_bat_get(v, vhdx_payload_index(v, blk));
+
+		switch (e & VHDX_BAT_STATE_MASK) {
+		case VHDX_PAYLOAD_FULLY_PRESENT:
+			ret = blk_pread_nowait(v->fd, p, n, vhdx_entry_offset(e) + in);
+			break;
+		case VHDX_PAYLOAD_PARTIALLY_PRESENT:
+			ret = -EAGAIN;
+			break;
+		case VHDX_PAYLOAD_NOT_PRESENT:
+			if (v->has_parent) {
+				ret = -EAGAIN;
+				break;
+			}
+			/* fall through */
+		default:
+			memset(p, 0, n);
+		}
+		p += n;
+		off += n;
+		len -= n;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	if (ret == -EOPNOTSUPP) {
+		__atomic_store_n(&v->no_nowait, true, __ATOMIC_RELAXED);
+		ret = -EAGAIN;
+	}
+	return ret;
+}
+
 /* ---- writing ---- */
 
 /* Set bits [first, first+count) of the bitmap block at sb_off, in t. */
@@ -1675,6 +1718,7 @@ const struct blk_driver blk_vhdx_driver = {
 	.close = vhdx_close,
 	.info = vhdx_info,
 	.read = vhdx_read,
+	.read_nowait = vhdx_read_nowait,
 	.write = vhdx_write,
 	.flush = vhdx_flush,
 	.discard = vhdx_discard,

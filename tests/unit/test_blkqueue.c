@@ -6,11 +6,17 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "block/image.h"
 #include "block/queue.h"
 #include "core/loop.h"
 
@@ -536,6 +542,102 @@ static void test_stress(void **state)
 	free(bufs);
 }
 
+/* Does this file system serve RWF_NOWAIT reads (ext4, xfs: yes; tmpfs
+ * before Linux 6.6: no)? */
+static bool nowait_reads_work(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	char b[512];
+	struct iovec iov = { b, sizeof(b) };
+	bool ok;
+
+	assert_true(fd >= 0);
+	ok = preadv2(fd, &iov, 1, 0, RWF_NOWAIT) == (ssize_t)sizeof(b);
+	close(fd);
+	return ok;
+}
+
+/* Submit a 4 KiB read at `off` of `d` through a queue with workers and
+ * return the data and whether it came from the page cache. */
+static void cached_read(struct blk_disk *d, uint64_t off, uint8_t *buf, bool *cached)
+{
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_stats st;
+	struct blkq *cq;
+	struct blkq_req r;
+
+	assert_int_equal(blkq_new(&cq, d, NULL, NULL), 0);
+	rw_req(&r, BLKQ_OP_READ, off, &iov, 1, 4096);
+	memset(&dr, 0, sizeof(dr));
+	assert_int_equal(blkq_submit(cq, &r), 0);
+	assert_int_equal(dr.count, 0); /* never inside submit, even from the cache */
+	for (int i = 0; i < 500 && !dr.count; i++) {
+		struct pollfd p = { .fd = blkq_event_fd(cq), .events = POLLIN };
+
+		poll(&p, 1, 10);
+		blkq_poll(cq);
+	}
+	assert_int_equal(dr.count, 1);
+	assert_int_equal(dr.last_result, 0);
+	blkq_get_stats(cq, &st);
+	assert_int_equal(st.reads, 1);
+	*cached = st.cached_reads == 1;
+	blkq_free(cq);
+}
+
+/* Reads whose data is in the page cache complete without a worker, on raw
+ * files and on a dynamic VHDX (allocated and unallocated blocks), with the
+ * right data; a disk without read_nowait always uses a worker. */
+static void test_cached_reads(void **state)
+{
+	char dir[] = "/tmp/hvmm-blkq-XXXXXX", raw[64], vhdx[64], cmd[96];
+	struct blk_create_opts o = { .format = BLK_FMT_VHDX, .size = 64u << 20 };
+	struct blk_error err = { "" };
+	uint8_t *buf = aligned_alloc(4096, 4096), want[4096];
+	struct blk_disk *d;
+	bool cached, nowait;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(raw, sizeof(raw), "%s/a.raw", dir);
+	snprintf(vhdx, sizeof(vhdx), "%s/a.vhdx", dir);
+	for (unsigned i = 0; i < sizeof(want); i++)
+		want[i] = (uint8_t)(i * 13 + 1);
+	fd = open(raw, O_RDWR | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	assert_int_equal(pwrite(fd, want, sizeof(want), 65536), (ssize_t)sizeof(want));
+	close(fd);
+	nowait = nowait_reads_work(raw);
+
+	d = blk_open(raw, BLK_FMT_RAW, 0, &err);
+	assert_non_null(d);
+	cached_read(d, 65536, buf, &cached);
+	assert_memory_equal(buf, want, sizeof(want));
+	assert_int_equal(cached, nowait);
+	blk_close(d);
+
+	assert_int_equal(blk_create(vhdx, &o, &err), 0);
+	d = blk_open(vhdx, BLK_FMT_VHDX, 0, &err);
+	assert_non_null(d);
+	assert_int_equal(blk_write(d, 40u << 20, want, sizeof(want), 0), 0);
+	cached_read(d, 40u << 20, buf, &cached); /* an allocated block */
+	assert_memory_equal(buf, want, sizeof(want));
+	assert_int_equal(cached, nowait);
+	memset(buf, 0xee, 4096);
+	cached_read(d, 4096, buf, &cached); /* never written: zeros, no file read */
+	memset(want, 0, sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+	assert_true(cached);
+	blk_close(d);
+
+	cached_read(disk, 0, buf, &cached); /* the memory disk has no read_nowait */
+	assert_false(cached);
+	free(buf);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -553,6 +655,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_loop_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stress, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cached_reads, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
