@@ -1,10 +1,12 @@
 # bench/storage-scenario/host.sh — runs inside the software KVM host (see
 # bench/storage). Each run boots three VMs in turn, with the same guest
-# kernel, initrd, memory and vCPUs, each on a fresh backing file in the
-# host's /tmp (tmpfs) of BENCH_SIZE:
+# kernel, initrd, memory and vCPUs, each on a fresh backing file of
+# BENCH_SIZE on an ext4 file system (as on a real host; the software host's
+# own /tmp is tmpfs, which before Linux 6.6 cannot serve RWF_NOWAIT reads
+# from its page cache), made on a loop device over a file in /tmp:
 #   hvmm  hvmm, synthetic SCSI (storvsp; guest hv_storvsc), a raw file;
 #   qemu  QEMU+KVM, virtio-blk-pci on a raw file (cache=writeback, aio=threads:
-#         the default AIO; O_DIRECT is not available on tmpfs);
+#         QEMU's defaults);
 #   vhdx  hvmm, synthetic SCSI, a dynamic VHDX (hvctl vhd new) of the same size.
 # In the guest (guest.sh), fio writes the whole disk once (1 MiB blocks, queue
 # depth 32: "fill", on the dynamic VHDX this allocates its blocks), then runs
@@ -27,7 +29,7 @@ tests=(seqread-qd1 seqread-qd32 seqwrite-qd1 seqwrite-qd32
 counters=(exits io_exits mmio_exits hypercalls halt_exits irq_exits irq_window_exits
           irq_injections request_irq_exits signal_exits)
 vm_timeout=$((240 + ${#tests[@]} * (runtime + 15)))
-D=/tmp/bench-storage
+D=/mnt/bench-storage/run
 
 cmdline() { guest_cmdline "bench.disk=$1 bench.runtime=$runtime"; }
 hvmm_cmd() {  # DISK-SPEC; the API socket is only read when a VM hangs
@@ -182,6 +184,12 @@ grep -q " /sys/kernel/debug " /proc/mounts || mount -t debugfs debugfs /sys/kern
 # The software host's own errors (OOM, lockups, RCU stalls, hung tasks) on its
 # console, and a plain line every 30 s (in the console log, not a result):
 # if these stop, the software host itself stopped, not just a VM.
+# The ext4 file system the disk images live on (discard: a deleted image
+# gives its memory back to /tmp).
+fs_bytes=$(($(numfmt --from=iec "$size") * 2 + (64 << 20)))
+truncate -s "$fs_bytes" /tmp/bench-fs.img && mkfs.ext4 -q -F /tmp/bench-fs.img &&
+    mkdir -p /mnt/bench-storage && mount -o loop,discard /tmp/bench-fs.img /mnt/bench-storage ||
+    { verdict bench-storage "cannot make the ext4 file system for the images"; exit 0; }
 dmesg -n 5   # warnings too: the backtraces of soft lockups and RCU stalls
 (while sleep 30; do
     echo "host-tick up $(cut -d' ' -f1 /proc/uptime) load $(cut -d' ' -f1-3 /proc/loadavg)" \
@@ -191,7 +199,7 @@ dmesg -n 5   # warnings too: the backtraces of soft lockups and RCU stalls
 ticker=$!
 vms=(hvmm qemu vhdx)
 [[ -x $HVMM ]] || { vms=(qemu); say "hvmm: $HVMM not found"; }
-say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on tmpfs;" \
+say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on ext4 (loop device over tmpfs);" \
     "fio O_DIRECT libaio, $runtime s per job after a 1 s ramp"
 for ((i = 1; i <= runs; i++)); do
     for v in "${vms[@]}"; do run_vm "$v" "$i"; done
