@@ -379,6 +379,26 @@ static bool wants_help(int argc, char **argv)
 	return false;
 }
 
+/* "disk" alone (or "disk frob") names a group of commands: list them. */
+static int unknown_command(const struct hvctl *h, const char *word)
+{
+	char subs[256] = "";
+	size_t used = 0, wlen = strlen(word);
+
+	for (size_t i = 0; i < NR_COMMANDS; i++) {
+		const char *name = commands[i].name, *sub = name + wlen;
+
+		if (strncmp(name, word, wlen) || *sub != ' ')
+			continue;
+		sub++;
+		used += (size_t)snprintf(subs + used, used < sizeof(subs) ? sizeof(subs) - used : 0,
+					 "%s%.*s", used ? ", " : "", (int)strcspn(sub, " "), sub);
+	}
+	if (used && used < sizeof(subs))
+		return usage_error(h, "'%s' needs one of: %s", word, subs);
+	return usage_error(h, "unknown command '%s'", word);
+}
+
 static int run_command(struct hvctl *h, int argc, char **argv)
 {
 	const struct hvctl_command *cmd;
@@ -388,7 +408,7 @@ static int run_command(struct hvctl *h, int argc, char **argv)
 		return usage_error(h, "no command given");
 	cmd = find_command(argc, argv, &words);
 	if (!cmd)
-		return usage_error(h, "unknown command '%s'", argv[0]);
+		return unknown_command(h, argv[0]);
 	/* The command sees its last word as argv[0]. */
 	argc -= words - 1;
 	argv += words - 1;

@@ -284,6 +284,9 @@ static void bad_command_lines(void **state)
 
 	expect(hvctl(s, NULL), 2, NULL, "hvctl: no command given (see hvctl --help)");
 	expect(hvctl(s, "reboot", NULL), 2, NULL, "unknown command 'reboot'");
+	expect(hvctl(s, "disk", NULL), 2, NULL,
+	       "hvctl: 'disk' needs one of: list, add, remove, resize (see hvctl --help)");
+	expect(hvctl(s, "disk", "frob", NULL), 2, NULL, "'disk' needs one of: list, add, remove");
 	expect(hvctl(s, "--frobnicate", "status", NULL), 2, NULL, "unknown option '--frobnicate'");
 	expect(hvctl(s, "--api", NULL), 2, NULL, "--api needs a value");
 	expect(hvctl(s, "status", NULL), 2, NULL, "status needs --api SOCKET");
