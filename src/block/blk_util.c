@@ -73,30 +73,112 @@ int blk_pread(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int blk_pread_nowait(int fd, void *buf, size_t len, uint64_t off)
+int blk_iov_slice(const struct iovec *iov, int niov, size_t skip, size_t len, struct iovec *out,
+		  int max)
 {
-	uint8_t *p = buf;
+	int n = 0;
+
+	for (int i = 0; i < niov && len; i++) {
+		size_t seg = iov[i].iov_len, take;
+
+		if (skip >= seg) {
+			skip -= seg;
+			continue;
+		}
+		if (n == max)
+			return -1;
+		take = seg - skip < len ? seg - skip : len;
+		out[n++] = (struct iovec){ (uint8_t *)iov[i].iov_base + skip, take };
+		len -= take;
+		skip = 0;
+	}
+	return n;
+}
+
+void blk_iov_zero(const struct iovec *iov, int niov, size_t skip, size_t len)
+{
+	for (int i = 0; i < niov && len; i++) {
+		size_t seg = iov[i].iov_len, n;
+
+		if (skip >= seg) {
+			skip -= seg;
+			continue;
+		}
+		n = seg - skip < len ? seg - skip : len;
+		memset((uint8_t *)iov[i].iov_base + skip, 0, n);
+		len -= n;
+		skip = 0;
+	}
+}
+
+#define IOV_STACK 64
+
+/* preadv2/pwritev2 until all of [0, len) of iov moved; a short transfer
+ * continues from where it stopped. */
+static int rw_iov(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off, int flags,
+		  bool wr)
+{
+	struct iovec stack[IOV_STACK], *part = niov <= IOV_STACK ? stack : malloc(niov * sizeof(*part));
+	size_t done = 0;
+	int ret = 0;
+
+	if (!part)
+		return -ENOMEM;
+	if (off > (uint64_t)INT64_MAX - len)
+		ret = -EINVAL;
+	while (!ret && done < len) {
+		int n = blk_iov_slice(iov, niov, done, len - done, part, niov);
+		ssize_t got;
+
+		if (n <= 0) {
+			ret = -EINVAL; /* iov shorter than len: the callers check */
+			break;
+		}
+		got = wr ? pwritev2(fd, part, n, (off_t)(off + done), flags)
+			 : preadv2(fd, part, n, (off_t)(off + done), flags);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = (flags & RWF_NOWAIT) && (errno == EINVAL || errno == EOPNOTSUPP)
+				      ? -EOPNOTSUPP
+				      : -errno;
+		} else if (got == 0) {
+			if (wr)
+				ret = -EIO;
+			else
+				blk_iov_zero(iov, niov, done, len - done); /* past the end */
+			break;
+		} else {
+			done += (size_t)got;
+		}
+	}
+	if (part != stack)
+		free(part);
+	return ret;
+}
+
+int blk_preadv(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off, int flags)
+{
+	return rw_iov(fd, iov, niov, len, off, flags, false);
+}
+
+int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off)
+{
+	int f;
 
 	if (off > (uint64_t)INT64_MAX - len)
 		return -EINVAL;
-	while (len) {
-		struct iovec iov = { .iov_base = p, .iov_len = len };
-		ssize_t n = preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+	f = fault(BLK_IO_WRITE, fd, off, len);
+	if (f == BLK_FAULT_FAIL)
+		return -EIO;
+	if (f == BLK_FAULT_TEAR) {
+		size_t half = len / 2 / 512 * 512;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == EINVAL ? -EOPNOTSUPP : -errno;
-		}
-		if (n == 0) {
-			memset(p, 0, len);
-			return 0;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
+		if (half)
+			rw_iov(fd, iov, niov, half, off, 0, true);
+		return -EIO;
 	}
-	return 0;
+	return rw_iov(fd, iov, niov, len, off, 0, true);
 }
 
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)

@@ -242,17 +242,68 @@ int blk_read(struct blk_disk *d, uint64_t off, void *buf, size_t len)
 	return d->drv->read(d->img, off, buf, len);
 }
 
-int blk_read_nowait(struct blk_disk *d, uint64_t off, void *buf, size_t len)
+/* Each element a whole number of sectors, together at least len bytes. */
+static int check_iov(const struct iovec *iov, int niov, size_t len, uint32_t sector)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < niov && total < len; i++) {
+		if (iov[i].iov_len % sector)
+			return -EINVAL;
+		total += iov[i].iov_len;
+	}
+	return total < len ? -EINVAL : 0;
+}
+
+int blk_readv(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov, size_t len)
 {
 	struct blk_info info;
 	int ret;
 
-	if (!d->drv->read_nowait)
-		return -EAGAIN;
+	if (!d->drv->readv)
+		return -EOPNOTSUPP;
 	ret = check_range(d, off, len, &info);
+	if (!ret)
+		ret = check_iov(iov, niov, len, info.logical_sector);
 	if (ret || !len)
 		return ret;
-	return d->drv->read_nowait(d->img, off, buf, len);
+	return d->drv->readv(d->img, off, iov, niov, len);
+}
+
+int blk_writev(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov, size_t len,
+	       unsigned flags)
+{
+	struct blk_info info;
+	int ret;
+
+	if (!d->drv->writev)
+		return -EOPNOTSUPP;
+	ret = check_range(d, off, len, &info);
+	if (!ret)
+		ret = check_iov(iov, niov, len, info.logical_sector);
+	if (ret)
+		return ret;
+	if (info.read_only)
+		return -EROFS;
+	if (!len)
+		return flags & BLK_FUA ? d->drv->flush(d->img) : 0;
+	return d->drv->writev(d->img, off, iov, niov, len, flags);
+}
+
+int blk_readv_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
+		     size_t len)
+{
+	struct blk_info info;
+	int ret;
+
+	if (!d->drv->readv_nowait)
+		return -EAGAIN;
+	ret = check_range(d, off, len, &info);
+	if (!ret)
+		ret = check_iov(iov, niov, len, info.logical_sector);
+	if (ret || !len)
+		return ret;
+	return d->drv->readv_nowait(d->img, off, iov, niov, len);
 }
 
 int blk_write(struct blk_disk *d, uint64_t off, const void *buf, size_t len, unsigned flags)

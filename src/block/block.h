@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define BLK_ERR_MAX 256
 
@@ -63,10 +64,17 @@ struct blk_driver {
 	 * zeros (or from the parent of a differencing disk). */
 	int (*read)(struct blk_image *img, uint64_t off, void *buf, size_t len);
 	int (*write)(struct blk_image *img, uint64_t off, const void *buf, size_t len, unsigned flags);
-	/* Optional: `read` only if it cannot block (data in the page cache,
-	 * no lock held by a resize): 0, -EAGAIN (call `read` on a worker) or
-	 * another negative errno (the read failed). */
-	int (*read_nowait)(struct blk_image *img, uint64_t off, void *buf, size_t len);
+	/* Optional, vectored: the first `len` bytes of iov (every element's
+	 * length a multiple of the logical sector). */
+	int (*readv)(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
+		     size_t len);
+	int (*writev)(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
+		      size_t len, unsigned flags);
+	/* Optional: readv only if it cannot block (data in the page cache, no
+	 * lock held by a resize): 0, -EAGAIN (call readv or read on a worker)
+	 * or another negative errno (the read failed). */
+	int (*readv_nowait)(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
+			    size_t len);
 	int (*flush)(struct blk_image *img);
 	/* Give back [off, off+len): reads then return zeros. Optional. */
 	int (*discard)(struct blk_image *img, uint64_t off, uint64_t len);
@@ -91,9 +99,16 @@ void blk_close(struct blk_disk *d);
 void blk_get_info(struct blk_disk *d, struct blk_info *info);
 int blk_read(struct blk_disk *d, uint64_t off, void *buf, size_t len);
 int blk_write(struct blk_disk *d, uint64_t off, const void *buf, size_t len, unsigned flags);
-/* blk_read() without blocking, for an event loop: -EAGAIN when it would
- * block or the format cannot tell (then use blk_read() on a worker). */
-int blk_read_nowait(struct blk_disk *d, uint64_t off, void *buf, size_t len);
+/* Scattered buffers: the first len bytes of iov, each element a multiple of
+ * the logical sector long. -EOPNOTSUPP if the format has no vectored I/O
+ * (then copy through a flat buffer). */
+int blk_readv(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov, size_t len);
+int blk_writev(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov, size_t len,
+	       unsigned flags);
+/* blk_readv() without blocking, for an event loop: -EAGAIN when it would
+ * block or the format cannot tell (then read on a worker). */
+int blk_readv_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
+		     size_t len);
 int blk_flush(struct blk_disk *d);
 int blk_discard(struct blk_disk *d, uint64_t off, uint64_t len); /* -EOPNOTSUPP if none */
 int blk_resize(struct blk_disk *d, uint64_t new_size);           /* -EOPNOTSUPP if none */

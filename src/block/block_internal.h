@@ -67,9 +67,18 @@ void blk_seterr(struct blk_error *err, const char *fmt, ...) __attribute__((form
 /* Reads len bytes; what lies past the end of the file reads as zeros. */
 int blk_pread(int fd, void *buf, size_t len, uint64_t off);
 int blk_pwrite(int fd, const void *buf, size_t len, uint64_t off);
-/* blk_pread from the page cache only (RWF_NOWAIT): -EAGAIN if some of it
- * is not cached, -EOPNOTSUPP if the file system cannot tell. */
-int blk_pread_nowait(int fd, void *buf, size_t len, uint64_t off);
+/* Vectored: all of the first len bytes of iov at off (past the end of the
+ * file reads as zeros). With RWF_NOWAIT in flags, from the page cache only:
+ * -EAGAIN if some of it is not cached, -EOPNOTSUPP if the file system
+ * cannot tell. */
+int blk_preadv(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off, int flags);
+int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off);
+/* The elements covering bytes [skip, skip+len) of iov, in out (room for
+ * max); returns how many, or -1 if more than max are needed. */
+int blk_iov_slice(const struct iovec *iov, int niov, size_t skip, size_t len, struct iovec *out,
+		  int max);
+/* Zero bytes [skip, skip+len) of iov. */
+void blk_iov_zero(const struct iovec *iov, int niov, size_t skip, size_t len);
 int blk_sync(int fd);
 int blk_truncate(int fd, uint64_t size);
 /* Make [off, off+len) read as zeros and free its space. -EOPNOTSUPP if the

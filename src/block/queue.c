@@ -4,10 +4,13 @@
 #include "block/queue.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/loop.h"
@@ -85,6 +88,32 @@ static bool direct_ok(const struct blkq_req *r)
 	return r->niov >= 1 && r->iov[0].len >= r->len && ((uintptr_t)r->iov[0].base & 4095) == 0;
 }
 
+/* A scatter list is handed to the drivers as it is (no bounce copy). */
+_Static_assert(sizeof(struct blkq_iov) == sizeof(struct iovec) &&
+		       offsetof(struct blkq_iov, base) == offsetof(struct iovec, iov_base) &&
+		       offsetof(struct blkq_iov, len) == offsetof(struct iovec, iov_len),
+	       "struct blkq_iov is laid out as struct iovec");
+
+static const struct iovec *as_iovec(const struct blkq_req *r)
+{
+	return (const struct iovec *)r->iov;
+}
+
+/* Vectored I/O needs every element to hold whole sectors. */
+static bool vector_ok(const struct blkq *q, const struct blkq_req *r)
+{
+	uint64_t total = 0;
+
+	if (r->niov > IOV_MAX)
+		return false;
+	for (unsigned i = 0; i < r->niov && total < r->len; i++) {
+		if (r->iov[i].len % q->sector)
+			return false;
+		total += r->iov[i].len;
+	}
+	return true;
+}
+
 static bool needs_bounce(const struct blkq_req *r)
 {
 	if (r->op == BLKQ_OP_WRITE_SAME)
@@ -101,6 +130,14 @@ static int exec_rw(struct blkq *q, struct blkq_req *r, uint8_t *bounce)
 	if (direct_ok(r))
 		return wr ? blk_write(q->disk, r->off, r->iov[0].base, r->len, r->flags & BLK_FUA)
 			  : blk_read(q->disk, r->off, r->iov[0].base, r->len);
+	if (vector_ok(q, r)) {
+		ret = wr ? blk_writev(q->disk, r->off, as_iovec(r), (int)r->niov, r->len,
+				      r->flags & BLK_FUA)
+			 : blk_readv(q->disk, r->off, as_iovec(r), (int)r->niov, r->len);
+		if (ret != -EOPNOTSUPP)
+			return ret;
+		ret = 0; /* the format has no vectored I/O: bounce */
+	}
 	while (done < r->len && !ret) {
 		size_t n = r->len - done < q->bounce_size ? (size_t)(r->len - done) : q->bounce_size;
 
@@ -337,7 +374,9 @@ fail:
  * than wake a worker (two thread switches) for it. False if it would block. */
 static bool read_from_cache(struct blkq *q, struct blkq_req *r)
 {
-	int ret = blk_read_nowait(q->disk, r->off, r->iov[0].base, r->len);
+	int ret = vector_ok(q, r) ? blk_readv_nowait(q->disk, r->off, as_iovec(r), (int)r->niov,
+						     r->len)
+				  : -EAGAIN;
 	bool wake;
 
 	if (ret == -EAGAIN)
@@ -395,7 +434,7 @@ int blkq_submit(struct blkq *q, struct blkq_req *r)
 	r->result = 0;
 	r->seq = q->next_seq++;
 	q->inflight++;
-	if (r->op == BLKQ_OP_READ && q->nthreads && direct_ok(r) && read_from_cache(q, r))
+	if (r->op == BLKQ_OP_READ && q->nthreads && read_from_cache(q, r))
 		return 0;
 	pthread_mutex_lock(&q->lock);
 	list_append(&q->pend_head, &q->pend_tail, r);

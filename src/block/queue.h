@@ -20,15 +20,16 @@
  * a completion frees a slot (the slot is free again before the done
  * callback runs, so the callback may submit).
  *
- * Reads from the page cache: a read into one 4 KiB-aligned buffer is first
- * tried on the calling thread with blk_read_nowait(); if all its data is
- * cached it costs one copy and no thread switch (its done callback still
- * runs later, from blkq_poll()). Otherwise a worker runs it.
+ * Reads from the page cache: a read is first tried on the calling thread
+ * with blk_readv_nowait(); if all its data is cached it costs one copy and
+ * no thread switch (its done callback still runs later, from blkq_poll()).
+ * Otherwise a worker runs it.
  *
  * Buffers: a read or write whose data is one 4 KiB-aligned buffer goes
- * straight to blk_read()/blk_write(). Scattered or unaligned data goes
- * through a per-worker bounce buffer in chunks (one large pread instead of
- * a system call per guest page).
+ * straight to blk_read()/blk_write(); a scatter list of whole sectors to
+ * blk_readv()/blk_writev() (one preadv/pwritev, no copy) where the format
+ * has them. Other data goes through a per-worker bounce buffer in chunks
+ * (one large pread instead of a system call per guest page).
  *
  * Threading: every function here is for the loop thread (the thread that
  * owns the queue); the workers only touch request fields and the disk.

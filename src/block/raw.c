@@ -113,19 +113,46 @@ static int raw_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
 	return ret;
 }
 
-static int raw_read_nowait(struct blk_image *img, uint64_t off, void *buf, size_t len)
+static int raw_readv(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
+		     size_t len)
+{
+	struct raw_image *r = RAW(img);
+	int ret;
+
+	pthread_rwlock_rdlock(&r->lock);
+	ret = blk_preadv(r->fd, iov, niov, len, off, 0);
+	pthread_rwlock_unlock(&r->lock);
+	return ret;
+}
+
+static int raw_readv_nowait(struct blk_image *img, uint64_t off, const struct iovec *iov,
+			    int niov, size_t len)
 {
 	struct raw_image *r = RAW(img);
 	int ret;
 
 	if (__atomic_load_n(&r->no_nowait, __ATOMIC_RELAXED) || pthread_rwlock_tryrdlock(&r->lock))
 		return -EAGAIN;
-	ret = blk_pread_nowait(r->fd, buf, len, off);
+	ret = blk_preadv(r->fd, iov, niov, len, off, RWF_NOWAIT);
 	pthread_rwlock_unlock(&r->lock);
 	if (ret == -EOPNOTSUPP) {
 		__atomic_store_n(&r->no_nowait, true, __ATOMIC_RELAXED);
 		ret = -EAGAIN;
 	}
+	return ret;
+}
+
+static int raw_writev(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
+		      size_t len, unsigned flags)
+{
+	struct raw_image *r = RAW(img);
+	int ret;
+
+	pthread_rwlock_rdlock(&r->lock);
+	ret = blk_pwritev(r->fd, iov, niov, len, off);
+	if (!ret && (flags & BLK_FUA))
+		ret = blk_sync(r->fd);
+	pthread_rwlock_unlock(&r->lock);
 	return ret;
 }
 
@@ -304,7 +331,9 @@ const struct blk_driver blk_raw_driver = {
 	.close = raw_close,
 	.info = raw_info,
 	.read = raw_read,
-	.read_nowait = raw_read_nowait,
+	.readv = raw_readv,
+	.writev = raw_writev,
+	.readv_nowait = raw_readv_nowait,
 	.write = raw_write,
 	.flush = raw_flush,
 	.discard = raw_discard,

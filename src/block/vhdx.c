@@ -1089,22 +1089,28 @@ static int vhdx_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
 
 /* Reads of fully present and of unallocated blocks (without a parent)
  * from the page cache; anything else is left to vhdx_read on a worker. */
-static int vhdx_read_nowait(struct blk_image *img, uint64_t off, void *buf, size_t len)
+static int vhdx_readv_nowait(struct blk_image *img, uint64_t off, const struct iovec *iov,
+			     int niov, size_t len)
 {
 	struct vhdx *v = VHDX(img);
-	uint8_t *p = buf;
+	struct iovec part[64];
+	size_t done = 0;
 	int ret = 0;
 
 	if (__atomic_load_n(&v->no_nowait, __ATOMIC_RELAXED) || pthread_rwlock_tryrdlock(&v->lock))
 		return -EAGAIN;
-	while (len && !ret) {
-		uint64_t blk = off / v->block_size, in = off % v->block_size;
-		size_t n = (size_t)MIN(len, v->block_size - in);
+	while (done < len && !ret) {
+		uint64_t pos = off + done, blk = pos / v->block_size, in = pos % v->block_size;
+		size_t n = (size_t)MIN(len - done, v->block_size - in);
 		uint64_t e = vhdx_bat_get(v, vhdx_payload_index(v, blk));
+		int cnt;
 
 		switch (e & VHDX_BAT_STATE_MASK) {
 		case VHDX_PAYLOAD_FULLY_PRESENT:
-			ret = blk_pread_nowait(v->fd, p, n, vhdx_entry_offset(e) + in);
+			cnt = blk_iov_slice(iov, niov, done, n, part, 64);
+			ret = cnt < 0 ? -EAGAIN
+				      : blk_preadv(v->fd, part, cnt, n, vhdx_entry_offset(e) + in,
+						   RWF_NOWAIT);
 			break;
 		case VHDX_PAYLOAD_PARTIALLY_PRESENT:
 			ret = -EAGAIN;
@@ -1116,11 +1122,9 @@ static int vhdx_read_nowait(struct blk_image *img, uint64_t off, void *buf, size
 			}
 			/* fall through */
 		default:
-			memset(p, 0, n);
+			blk_iov_zero(iov, niov, done, n);
 		}
-		p += n;
-		off += n;
-		len -= n;
+		done += n;
 	}
 	pthread_rwlock_unlock(&v->lock);
 	if (ret == -EOPNOTSUPP) {
@@ -1718,7 +1722,7 @@ const struct blk_driver blk_vhdx_driver = {
 	.close = vhdx_close,
 	.info = vhdx_info,
 	.read = vhdx_read,
-	.read_nowait = vhdx_read_nowait,
+	.readv_nowait = vhdx_readv_nowait,
 	.write = vhdx_write,
 	.flush = vhdx_flush,
 	.discard = vhdx_discard,
