@@ -1,9 +1,14 @@
 /* COM1: a 16550A at 0x3f8, IRQ 4, connected to hvmm's console file
  * descriptors. vCPU threads only touch the register model; the event loop
- * moves bytes between it and the console. */
+ * moves bytes between it and the console. Output is written by a thread of
+ * its own: a console that blocks (a full pipe, a paused terminal) must not
+ * stop the event loop, and with it every device. While that thread's buffer
+ * is full the UART's transmit FIFO stays full, so the guest waits for THRE
+ * as it would on a slow line. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -13,6 +18,7 @@
 
 #define COM1_BASE 0x3f8
 #define COM1_IRQ 4
+#define OUT_SIZE (4 * UART_TX_SIZE)
 
 struct serial {
 	struct vm *vm;
@@ -26,13 +32,21 @@ struct serial {
 	int out_fd;
 	struct loop_source kick_src;
 	struct loop_source in_src;
+	/* Output on its way to out_fd (under lock). */
+	pthread_t writer;
+	bool writer_started;
+	bool writer_stop;
+	pthread_cond_t out_cv;
+	size_t out_len;
+	uint8_t out[OUT_SIZE];
 };
 
 /* Called with the lock held after any change of UART state. */
 static void serial_update(struct serial *s)
 {
 	bool level = uart_irq_level(&s->uart);
-	bool wants_loop = s->uart.tx_len > 0 || (s->input_paused && uart_rx_space(&s->uart));
+	bool wants_loop = (s->uart.tx_len > 0 && s->out_len < OUT_SIZE) ||
+			  (s->input_paused && uart_rx_space(&s->uart));
 
 	if (level != s->irq_level) {
 		s->irq_level = level;
@@ -71,11 +85,38 @@ static void write_all(int fd, const uint8_t *buf, size_t len)
 	}
 }
 
-/* Loop thread: drain transmitted bytes, resume input when there is room. */
+/* The output thread: writes what the loop moved out of the UART, blocking
+ * as long as the console needs, then lets the loop move more. */
+static void *serial_writer(void *arg)
+{
+	struct serial *s = arg;
+	uint8_t buf[OUT_SIZE];
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		while (!s->out_len && !s->writer_stop)
+			pthread_cond_wait(&s->out_cv, &s->lock);
+		if (!s->out_len)
+			break;
+		n = s->out_len;
+		memcpy(buf, s->out, n);
+		pthread_mutex_unlock(&s->lock);
+		write_all(s->out_fd, buf, n);
+		pthread_mutex_lock(&s->lock);
+		memmove(s->out, s->out + n, s->out_len - n);
+		s->out_len -= n;
+		serial_update(s); /* room again: the loop may drain the UART */
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* Loop thread: hand transmitted bytes to the output thread, resume input
+ * when there is room. */
 static void serial_kicked(struct loop_source *src, uint32_t events)
 {
 	struct serial *s = container_of(src, struct serial, kick_src);
-	uint8_t buf[UART_TX_SIZE];
 	bool resume;
 	eventfd_t v;
 	size_t n;
@@ -83,13 +124,15 @@ static void serial_kicked(struct loop_source *src, uint32_t events)
 	eventfd_read(s->kick_fd, &v);
 	pthread_mutex_lock(&s->lock);
 	s->kicked = false;
-	n = uart_drain_tx(&s->uart, buf, sizeof(buf));
+	n = uart_drain_tx(&s->uart, s->out + s->out_len, OUT_SIZE - s->out_len);
+	s->out_len += n;
+	if (n)
+		pthread_cond_signal(&s->out_cv);
 	resume = s->input_paused && uart_rx_space(&s->uart);
 	if (resume)
 		s->input_paused = false;
 	serial_update(s);
 	pthread_mutex_unlock(&s->lock);
-	write_all(s->out_fd, buf, n);
 	if (resume)
 		loop_modify(s->vm->loop, &s->in_src, EPOLLIN);
 }
@@ -130,7 +173,15 @@ static void serial_exit(struct vm *vm, void *state)
 	uint8_t buf[UART_TX_SIZE];
 	size_t n;
 
-	/* Whatever the guest wrote before it stopped still reaches the console. */
+	/* Whatever the guest wrote before it stopped still reaches the console:
+	 * the output thread writes all it holds before it ends. */
+	if (s->writer_started) {
+		pthread_mutex_lock(&s->lock);
+		s->writer_stop = true;
+		pthread_cond_signal(&s->out_cv);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->writer, NULL);
+	}
 	n = uart_drain_tx(&s->uart, buf, sizeof(buf));
 	write_all(s->out_fd, buf, n);
 	if (s->input_open)
@@ -139,6 +190,7 @@ static void serial_exit(struct vm *vm, void *state)
 		loop_del(vm->loop, &s->kick_src);
 		close(s->kick_fd);
 	}
+	pthread_cond_destroy(&s->out_cv);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -154,6 +206,7 @@ static int serial_init(struct vm *vm, void **state)
 	s->vm = vm;
 	s->out_fd = vm->cfg->console_out;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->out_cv, NULL);
 	uart_reset(&s->uart);
 	s->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->kick_fd < 0)
@@ -171,6 +224,10 @@ static int serial_init(struct vm *vm, void **state)
 			return ret;
 		s->input_open = !ret;
 	}
+	ret = -pthread_create(&s->writer, NULL, serial_writer, s);
+	if (ret)
+		return ret;
+	s->writer_started = true;
 	return pio_register(&vm->pio, COM1_BASE, 8, serial_pio, s);
 }
 
