@@ -1,10 +1,11 @@
 # storage: a stock Linux guest uses hvmm's synthetic SCSI disks through
-# hv_storvsc. One VM has a dynamic VHDX (LUN 0), a
-# raw file (LUN 3), a read-only dynamic VHD (LUN 5) and a fixed VHDX on a
-# second controller (LUN 2): sizes, ext4 on both writable disks at once,
-# checksums after a remount, writes to the read-only disk refused, fstrim
-# punching holes in the raw file. A second VM finds the VHDX's files intact,
-# and hvctl vhd check and qemu-img check find the images clean.
+# hv_storvsc. One VM with 2 vCPUs (so the controller gets a sub-channel) has a
+# dynamic VHDX (LUN 0), a raw file (LUN 3), a read-only dynamic VHD (LUN 5)
+# and a fixed VHDX on a second controller (LUN 2): sizes, ext4 on both
+# writable disks at once, checksums after a remount, writes to the read-only
+# disk refused, fstrim punching holes in the raw file. A second VM finds the
+# VHDX's files intact, and hvctl vhd check and qemu-img check find the images
+# clean.
 . "$E2E_LIB/host.sh"
 
 HVCTL=${HVCTL:-$(dirname "$HVMM")/hvctl}
@@ -29,7 +30,7 @@ basic_vm() {
     # A VHD's size is rounded up to whole CHS cylinders, as qemu-img does.
     ro_size=$("$HVCTL" vhd info "$D/ro.vhd" --json | sed -n 's/.*"virtual_size": \([0-9]*\).*/\1/p')
     ro_sum=$(sha256sum <"$D/ro.vhd")
-    run_phase basic "$log" --disk "$D/a.vhdx" --disk "$D/b.raw,lun=3" \
+    run_phase basic "$log" --cpus 2 --disk "$D/a.vhdx" --disk "$D/b.raw,lun=3" \
         --disk "$D/ro.vhd,ro,lun=5" --disk "$D/c1.vhdx,controller=1,lun=2" && st=0 || st=$?
     ((st == 0)) || errs+="hvmm exited $st; "
     expect_in "$log" '##e2e## done=yes' || errs+="the guest did not finish; "
@@ -39,10 +40,8 @@ basic_vm() {
     [[ $(guest_value "$log" size_lun3) == 268435456 ]] || errs+="LUN 3 size $(guest_value "$log" size_lun3); "
     [[ $(guest_value "$log" size_lun2) == 33554432 ]] || errs+="LUN 2 size $(guest_value "$log" size_lun2); "
     [[ $(guest_value "$log" two_hosts) == yes ]] || errs+="controller 1: $(guest_value "$log" two_hosts); "
-    # 1 vCPU: no sub-channel. With 2 vCPUs (a sub-channel each) a boot
-    # stalled once in hv_storvsc's probe under heavy host load; until that
-    # is understood, sub-channels are covered by the unit tests only.
-    [[ $(guest_value "$log" channels) == 1 ]] || errs+="controller 0 has $(guest_value "$log" channels) channels, want 1; "
+    # 2 vCPUs: hv_storvsc asks for one sub-channel (one channel per vCPU).
+    [[ $(guest_value "$log" channels) == 2 ]] || errs+="controller 0 has $(guest_value "$log" channels) channels, want 2; "
     [[ $(guest_value "$log" size_lun5) == "$ro_size" ]] || errs+="LUN 5 size $(guest_value "$log" size_lun5); "
     [[ $(guest_value "$log" ro_flag) == 1 ]] || errs+="the guest sees LUN 5 writable; "
     [[ $(guest_value "$log" ro_sha) == "$want_ro" ]] || errs+="LUN 5 reads wrong data; "
