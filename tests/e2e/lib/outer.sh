@@ -10,11 +10,12 @@
 # nothing. Deadlines (seconds): E2E_BOOT_TIMEOUT (300) to come up; the
 # scenario's own timeout+60 from its BEGIN; 120 between scenarios.
 #
-# If the software host dies or stops answering after it came up (its QEMU
-# exits or hangs: TCG emulating nested SVM; no user-space program in it can
-# do that), a new host is booted for the scenarios not finished, the
-# interrupted one included, at most E2E_RESTARTS (1) times; an INFO line says
-# so. Each NAME that still never reported END gets a FAIL line.
+# If the software host dies, stops answering or its kernel reports a soft
+# lockup, a panic or a BUG after it came up (QEMU/TCG emulating nested SVM
+# does that now and then; no user-space program in it can), a new host is
+# booted for the scenarios not finished, the interrupted one included, at
+# most E2E_RESTARTS (2) times; an INFO line says so. Each NAME that still
+# never reported END gets a FAIL line.
 #
 # interactive_outer INITRD APPEND: the same host with its serial console on
 # this terminal (Ctrl-A x quits QEMU).
@@ -72,11 +73,15 @@ with_run() {
     echo "$out"
 }
 
+# The software host's own kernel gave up (its messages, not a VM's "vm| "
+# lines): nothing will come from it any more.
+HOST_KERNEL_DEAD='^\[ *[0-9]+\.[0-9]+\] (watchdog: BUG: soft lockup|Kernel panic|BUG: )'
+
 run_outer() {
     local initrd=$1 append=$2; shift 2
     local -A done_=()
     local line rest kind name current= hostfail= up= fd qpid t0 deadline left why= s rc last=
-    local pending=() left_names=() restarts=${E2E_RESTARTS:-1}
+    local pending=() left_names=() restarts=${E2E_RESTARTS:-2}
     if [[ -z ${E2E_RESTARTING:-} ]]; then
         rm -rf "$E2E_LOGS"
         mkdir -p "$(dirname "$E2E_CONSOLE_LOG")"
@@ -99,6 +104,10 @@ run_outer() {
         fi
         line=${line%$'\r'}
         printf '%s\n' "$line" >>"$E2E_CONSOLE_LOG"
+        if [[ $line =~ $HOST_KERNEL_DEAD ]]; then
+            why="its kernel reported: ${line:0:160}"
+            break
+        fi
         [[ $line == "@@hvmm-e2e@@ "* ]] || { [[ -z $line ]] || last=$line; continue; }
         rest=${line#@@hvmm-e2e@@ }
         kind=${rest%% *} rest=${rest#* }
