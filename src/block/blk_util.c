@@ -111,6 +111,28 @@ void blk_iov_zero(const struct iovec *iov, int niov, size_t skip, size_t len)
 	}
 }
 
+void blk_iov_copy(const struct iovec *iov, int niov, size_t skip, uint8_t *flat, size_t len,
+		  bool to_iov)
+{
+	for (int i = 0; i < niov && len; i++) {
+		size_t seg = iov[i].iov_len, n;
+		uint8_t *base = iov[i].iov_base;
+
+		if (skip >= seg) {
+			skip -= seg;
+			continue;
+		}
+		n = seg - skip < len ? seg - skip : len;
+		if (to_iov)
+			memcpy(base + skip, flat, n);
+		else
+			memcpy(flat, base + skip, n);
+		flat += n;
+		len -= n;
+		skip = 0;
+	}
+}
+
 #define IOV_STACK 64
 
 /* preadv2/pwritev2 until all of [0, len) of iov moved; a short transfer

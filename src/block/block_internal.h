@@ -79,6 +79,9 @@ int blk_iov_slice(const struct iovec *iov, int niov, size_t skip, size_t len, st
 		  int max);
 /* Zero bytes [skip, skip+len) of iov. */
 void blk_iov_zero(const struct iovec *iov, int niov, size_t skip, size_t len);
+/* Copy bytes [skip, skip+len) of iov to flat (or, to_iov, from it). */
+void blk_iov_copy(const struct iovec *iov, int niov, size_t skip, uint8_t *flat, size_t len,
+		  bool to_iov);
 int blk_sync(int fd);
 int blk_truncate(int fd, uint64_t size);
 /* Make [off, off+len) read as zeros and free its space. -EOPNOTSUPP if the

@@ -1087,6 +1087,52 @@ static int vhdx_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
 	return ret;
 }
 
+/* Vectored reads: fully present blocks straight into the scatter list,
+ * unallocated ones as zeros, the rest (partially present, from the parent)
+ * through a flat buffer for that block's share. */
+static int read_share_flat(struct vhdx *v, uint64_t blk, uint64_t in, const struct iovec *iov,
+			   int niov, size_t skip, size_t n)
+{
+	uint8_t *buf = malloc(n);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = read_in_block(v, blk, in, buf, n);
+	if (!ret)
+		blk_iov_copy(iov, niov, skip, buf, n, true);
+	free(buf);
+	return ret;
+}
+
+static int vhdx_readv(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
+		      size_t len)
+{
+	struct vhdx *v = VHDX(img);
+	struct iovec part[64];
+	size_t done = 0;
+	int ret = 0;
+
+	pthread_rwlock_rdlock(&v->lock);
+	while (done < len && !ret) {
+		uint64_t pos = off + done, blk = pos / v->block_size, in = pos % v->block_size;
+		size_t n = (size_t)MIN(len - done, v->block_size - in);
+		uint64_t e = vhdx_bat_get(v, vhdx_payload_index(v, blk)), st = e & VHDX_BAT_STATE_MASK;
+		int cnt = blk_iov_slice(iov, niov, done, n, part, 64);
+
+		if (st == VHDX_PAYLOAD_FULLY_PRESENT && cnt > 0)
+			ret = blk_preadv(v->fd, part, cnt, n, vhdx_entry_offset(e) + in, 0);
+		else if (st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT ||
+			 (st == VHDX_PAYLOAD_NOT_PRESENT && v->has_parent))
+			ret = read_share_flat(v, blk, in, iov, niov, done, n);
+		else
+			blk_iov_zero(iov, niov, done, n);
+		done += n;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return ret;
+}
+
 /* Reads of fully present and of unallocated blocks (without a parent)
  * from the page cache; anything else is left to vhdx_read on a worker. */
 static int vhdx_readv_nowait(struct blk_image *img, uint64_t off, const struct iovec *iov,
@@ -1288,6 +1334,55 @@ static int data_write_begin(struct vhdx *v)
 	pthread_mutex_lock(&v->meta);
 	ret = v->broken ? -EIO : vhdx_begin_write(v, true);
 	pthread_mutex_unlock(&v->meta);
+	return ret;
+}
+
+/* Vectored writes: into fully present blocks straight from the scatter
+ * list; a block that needs allocating or bitmap updates gets its share
+ * through a flat buffer. */
+static int write_share_flat(struct vhdx *v, uint64_t blk, uint64_t in, const struct iovec *iov,
+			    int niov, size_t skip, size_t n)
+{
+	uint8_t *buf = malloc(n);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	blk_iov_copy(iov, niov, skip, buf, n, false);
+	ret = write_in_block(v, blk, in, buf, n);
+	free(buf);
+	return ret;
+}
+
+static int vhdx_writev(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
+		       size_t len, unsigned flags)
+{
+	struct vhdx *v = VHDX(img);
+	struct iovec part[64];
+	size_t done = 0;
+	int ret;
+
+	if (__atomic_load_n(&v->broken, __ATOMIC_RELAXED))
+		return -EIO;
+	ret = data_write_begin(v);
+	if (ret)
+		return ret;
+	pthread_rwlock_rdlock(&v->lock);
+	while (done < len && !ret) {
+		uint64_t pos = off + done, blk = pos / v->block_size, in = pos % v->block_size;
+		size_t n = (size_t)MIN(len - done, v->block_size - in);
+		uint64_t e = vhdx_bat_get(v, vhdx_payload_index(v, blk));
+		int cnt = blk_iov_slice(iov, niov, done, n, part, 64);
+
+		if ((e & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_FULLY_PRESENT && cnt > 0)
+			ret = blk_pwritev(v->fd, part, cnt, n, vhdx_entry_offset(e) + in);
+		else
+			ret = write_share_flat(v, blk, in, iov, niov, done, n);
+		done += n;
+	}
+	if (!ret && (flags & BLK_FUA))
+		ret = blk_sync(v->fd);
+	pthread_rwlock_unlock(&v->lock);
 	return ret;
 }
 
@@ -1722,6 +1817,8 @@ const struct blk_driver blk_vhdx_driver = {
 	.close = vhdx_close,
 	.info = vhdx_info,
 	.read = vhdx_read,
+	.readv = vhdx_readv,
+	.writev = vhdx_writev,
 	.readv_nowait = vhdx_readv_nowait,
 	.write = vhdx_write,
 	.flush = vhdx_flush,
