@@ -19,9 +19,10 @@ static void update_lsr(struct uart16550 *u)
 	u->lsr &= ~(UART_LSR_DR | UART_LSR_THRE | UART_LSR_TEMT);
 	if (rx_ready(u))
 		u->lsr |= UART_LSR_DR;
-	/* The transmitter is "empty" while the host-side buffer has room: the
-	 * guest then never outruns the console. */
-	if (u->tx_len < UART_TX_SIZE)
+	/* The transmitter is "empty" while the host-side buffer has room for a
+	 * whole FIFO (a driver writes that much per THRE without looking): the
+	 * guest then never outruns the console and loses nothing. */
+	if (u->tx_len <= UART_TX_SIZE - UART_FIFO_SIZE)
 		u->lsr |= UART_LSR_THRE;
 	if (u->tx_len == 0)
 		u->lsr |= UART_LSR_TEMT;
@@ -176,7 +177,7 @@ size_t uart_receive(struct uart16550 *u, const uint8_t *buf, size_t len)
 size_t uart_drain_tx(struct uart16550 *u, uint8_t *buf, size_t len)
 {
 	size_t n = 0;
-	bool was_full = u->tx_len == UART_TX_SIZE;
+	bool was_full = !(u->lsr & UART_LSR_THRE);
 
 	while (n < len && u->tx_len) {
 		buf[n++] = u->tx[u->tx_head];
@@ -184,7 +185,7 @@ size_t uart_drain_tx(struct uart16550 *u, uint8_t *buf, size_t len)
 		u->tx_len--;
 	}
 	update_lsr(u);
-	if (was_full && n)
+	if (was_full && (u->lsr & UART_LSR_THRE))
 		u->thri_pending = true; /* room again: tell a guest waiting for THRE */
 	return n;
 }

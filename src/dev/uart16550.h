@@ -12,6 +12,7 @@
 
 #define UART_RX_SIZE 256   /* deeper than a real FIFO: pastes don't drop */
 #define UART_TX_SIZE 4096  /* bytes buffered until the owner drains them */
+#define UART_FIFO_SIZE 16  /* a 16550A's FIFO: what a driver writes per THRE */
 
 /* Register offsets. */
 enum {
