@@ -312,6 +312,18 @@ static void handle_io(struct vcpu *v)
 }
 
 /* Returns false when the vCPU must stop running. */
+/* Where a guest reset by triple fault came from (a crash, usually). */
+static void log_triple_fault(const struct vcpu *v)
+{
+	struct kvm_regs regs;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+		log_ratelimited(LOG_INFO, "vCPU %u: triple fault at rip %#llx rsp %#llx", v->id,
+				(unsigned long long)regs.rip, (unsigned long long)regs.rsp);
+	else
+		log_ratelimited(LOG_INFO, "vCPU %u: triple fault", v->id);
+}
+
 static bool handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
@@ -332,12 +344,14 @@ static bool handle_exit(struct vcpu *v)
 	case KVM_EXIT_INTR:
 		return true;
 	case KVM_EXIT_SHUTDOWN: /* triple fault: a PC resets */
+		log_triple_fault(v);
 		vm_request_stop(v->vm, VM_STOP_REBOOT);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) {
 			vm_request_stop(v->vm, VM_STOP_POWEROFF);
 		} else if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
+			log_ratelimited(LOG_INFO, "vCPU %u: KVM reports a reset", v->id);
 			vm_request_stop(v->vm, VM_STOP_REBOOT);
 		} else {
 			log_vcpu_failure(v, "guest reported a crash");

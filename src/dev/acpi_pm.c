@@ -34,8 +34,10 @@ static void reset_reg(void *opaque, uint16_t port, uint8_t *data, unsigned size,
 {
 	if (!is_write)
 		memset(data, 0, size);
-	else if (data[0] == ACPI_RESET_VALUE)
+	else if (data[0] == ACPI_RESET_VALUE) {
+		log_ratelimited(LOG_INFO, "the guest wrote the ACPI reset register");
 		vm_request_stop(opaque, VM_STOP_REBOOT);
+	}
 }
 
 /* Reads as "input buffer empty" so Linux's keyboard-reset path proceeds. */
@@ -43,8 +45,10 @@ static void kbc(void *opaque, uint16_t port, uint8_t *data, unsigned size, bool 
 {
 	if (!is_write)
 		memset(data, 0, size);
-	else if (data[0] == KBC_PULSE_RESET)
+	else if (data[0] == KBC_PULSE_RESET) {
+		log_ratelimited(LOG_INFO, "the guest pulsed the keyboard controller's reset line");
 		vm_request_stop(opaque, VM_STOP_REBOOT);
+	}
 }
 
 static void post(void *opaque, uint16_t port, uint8_t *data, unsigned size, bool is_write)
