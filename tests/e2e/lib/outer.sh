@@ -5,7 +5,8 @@
 # kernel arguments APPEND, copies the console to $E2E_CONSOLE_LOG and the
 # scenarios' log directories to $E2E_LOGS/NAME/, prints each
 # result line ("PASS x" / "FAIL x: why") on stdout as it arrives and INFO
-# lines on fd $E2E_INFO_FD (2), and adds PASSED/FAILED. A scenario's result
+# lines on fd $E2E_INFO_FD (2), and adds PASSED/FAILED. Once up, the host
+# ticks every 10 s; 60 s without a line from it means it stopped. A scenario's result
 # lines are printed when it reports END, so an interrupted attempt counts for
 # nothing. Deadlines (seconds): E2E_BOOT_TIMEOUT (300) to come up; the
 # scenario's own timeout+60 from its BEGIN; 120 between scenarios.
@@ -80,7 +81,7 @@ HOST_KERNEL_DEAD='^\[ *[0-9]+\.[0-9]+\] (watchdog: BUG: soft lockup|Kernel panic
 run_outer() {
     local initrd=$1 append=$2; shift 2
     local -A done_=()
-    local line rest kind name current= hostfail= up= fd qpid t0 deadline left why= s rc last=
+    local line rest kind name current= hostfail= up= fd qpid t0 deadline left quiet why= s rc last=
     local pending=() left_names=() restarts=${E2E_RESTARTS:-2}
     if [[ -z ${E2E_RESTARTING:-} ]]; then
         rm -rf "$E2E_LOGS"
@@ -96,10 +97,15 @@ run_outer() {
     while :; do
         left=$((deadline - $(now)))
         ((left > 0)) || { why=timeout; break; }
+        # A host that is up ticks: after 60 s of silence it is gone.
+        quiet=$left
+        [[ -z $up ]] || ((quiet < 60000000)) || quiet=60000000
         rc=0
-        IFS= read -r -t "$(secs "$left")" -u "$fd" line || rc=$?
+        IFS= read -r -t "$(secs "$quiet")" -u "$fd" line || rc=$?
         if ((rc)); then
-            if ((rc > 128)); then why=timeout; else why=died; fi
+            if ((rc <= 128)); then why=died
+            elif ((quiet < left)); then why="silent for 60 s"
+            else why=timeout; fi
             break
         fi
         line=${line%$'\r'}
@@ -125,6 +131,7 @@ run_outer() {
             PASS | FAIL) if [[ -n $current ]]; then pending+=("$kind $rest")
                          else result "$kind" "$rest"; fi ;;
             INFO) echo "$rest" >&"$E2E_INFO_FD" ;;
+            TICK) ;;
             END)
                 name=${rest%% *}
                 done_[$name]=1 current=

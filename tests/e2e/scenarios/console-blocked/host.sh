@@ -1,0 +1,37 @@
+# console-blocked: a console that stops reading (a full pipe, a terminal
+# paused with Ctrl-S) must stall only the guest's console output, not the VM:
+# with hvmm's stdout a pipe whose reader is stopped while the guest floods
+# its console, the API still answers, and once the reader goes on every line
+# the guest wrote arrives, in order.
+. "$E2E_LIB/host.sh"
+
+HVCTL=${HVCTL:-$(dirname "$HVMM")/hvctl}
+log=$LOGDIR/console.log fifo=/tmp/console-blocked.fifo sock=/tmp/console-blocked.sock
+errs=
+rm -f "$fifo" "$sock"; mkfifo "$fifo"
+cat "$fifo" >"$log" &
+reader=$!
+"$HVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --cmdline "$(guest_cmdline)" \
+    --memory 256M --api "$sock" </dev/null >"$fifo" 2>&1 &
+HVMM_PID=$!
+if wait_for "$log" '##e2e## flood=start' 240; then
+    kill -STOP "$reader"
+    sleep 5   # the guest fills the pipe (64 KiB) and hvmm's buffers within this
+    timeout 15 "$HVCTL" --api "$sock" status >"$LOGDIR/status.json" 2>"$LOGDIR/status.err" ||
+        errs+="the API did not answer while the console was blocked: $(head -c 200 "$LOGDIR/status.err"); "
+    grep -q '"state": *"running"' "$LOGDIR/status.json" || errs+="status: $(head -c 200 "$LOGDIR/status.json"); "
+    kill -CONT "$reader"
+    wait_for "$log" '##e2e## flood=done' 120 || errs+="the guest's output did not resume; "
+    # flood lines are numbered 1..N: none lost, none repeated, in order.
+    tr -d '\r' <"$log" | sed -n 's/^flood-line \([0-9]*\) .*/\1/p' >"$LOGDIR/numbers"
+    n=$(wc -l <"$LOGDIR/numbers")
+    last=$(tail -n 1 "$LOGDIR/numbers")
+    seq 1 "${last:-0}" | cmp -s - "$LOGDIR/numbers" ||
+        errs+="the flood lines are not 1..$last in order ($n lines); "
+    ((n == 4000)) || errs+="$n flood lines arrived, want 4000; "
+else
+    errs+="the guest never started its flood; "
+fi
+stop_hvmm TERM 15 >/dev/null || true
+kill -CONT "$reader" 2>/dev/null; wait "$reader" 2>/dev/null
+verdict console-blocked "$errs"
