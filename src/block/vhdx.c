@@ -1067,35 +1067,18 @@ static int read_in_block(struct vhdx *v, uint64_t blk, uint64_t in, uint8_t *buf
 	}
 }
 
-static int vhdx_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
+/* A block's share of a read that read_in_block must assemble (partially
+ * present, or from the parent): straight into a lone buffer, otherwise
+ * through a flat copy. */
+static int read_share(struct vhdx *v, uint64_t blk, uint64_t in, const struct iovec *part, int cnt,
+		      const struct iovec *iov, int niov, size_t skip, size_t n)
 {
-	struct vhdx *v = VHDX(img);
-	uint8_t *p = buf;
-	int ret = 0;
-
-	pthread_rwlock_rdlock(&v->lock);
-	while (len && !ret) {
-		uint64_t blk = off / v->block_size, in = off % v->block_size;
-		size_t n = (size_t)MIN(len, v->block_size - in);
-
-		ret = read_in_block(v, blk, in, p, n);
-		p += n;
-		off += n;
-		len -= n;
-	}
-	pthread_rwlock_unlock(&v->lock);
-	return ret;
-}
-
-/* Vectored reads: fully present blocks straight into the scatter list,
- * unallocated ones as zeros, the rest (partially present, from the parent)
- * through a flat buffer for that block's share. */
-static int read_share_flat(struct vhdx *v, uint64_t blk, uint64_t in, const struct iovec *iov,
-			   int niov, size_t skip, size_t n)
-{
-	uint8_t *buf = malloc(n);
+	uint8_t *buf;
 	int ret;
 
+	if (cnt == 1)
+		return read_in_block(v, blk, in, part[0].iov_base, n);
+	buf = malloc(n);
 	if (!buf)
 		return -ENOMEM;
 	ret = read_in_block(v, blk, in, buf, n);
@@ -1105,15 +1088,17 @@ static int read_share_flat(struct vhdx *v, uint64_t blk, uint64_t in, const stru
 	return ret;
 }
 
-static int vhdx_readv(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
-		      size_t len)
+/* Read [off, off+len) into iov a block at a time (lock held): fully present
+ * blocks straight from the file, unallocated ones as zeros, the rest
+ * through read_share. nowait: from the page cache only, and -EAGAIN for
+ * anything that needs more than that. */
+static int read_blocks(struct vhdx *v, uint64_t off, const struct iovec *iov, int niov,
+		       size_t len, bool nowait)
 {
-	struct vhdx *v = VHDX(img);
 	struct iovec part[64];
 	size_t done = 0;
 	int ret = 0;
 
-	pthread_rwlock_rdlock(&v->lock);
 	while (done < len && !ret) {
 		uint64_t pos = off + done, blk = pos / v->block_size, in = pos % v->block_size;
 		size_t n = (size_t)MIN(len - done, v->block_size - in);
@@ -1121,57 +1106,46 @@ static int vhdx_readv(struct blk_image *img, uint64_t off, const struct iovec *i
 		int cnt = blk_iov_slice(iov, niov, done, n, part, 64);
 
 		if (st == VHDX_PAYLOAD_FULLY_PRESENT && cnt > 0)
-			ret = blk_preadv(v->fd, part, cnt, n, vhdx_entry_offset(e) + in, 0);
+			ret = blk_preadv(v->fd, part, cnt, n, vhdx_entry_offset(e) + in,
+					 nowait ? RWF_NOWAIT : 0);
 		else if (st == VHDX_PAYLOAD_FULLY_PRESENT || st == VHDX_PAYLOAD_PARTIALLY_PRESENT ||
 			 (st == VHDX_PAYLOAD_NOT_PRESENT && v->has_parent))
-			ret = read_share_flat(v, blk, in, iov, niov, done, n);
-		else
+			ret = nowait ? -EAGAIN : read_share(v, blk, in, part, cnt, iov, niov, done, n);
+		else /* zero, unmapped, undefined: zeros, never the parent */
 			blk_iov_zero(iov, niov, done, n);
 		done += n;
 	}
+	return ret;
+}
+
+static int vhdx_readv(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
+		      size_t len)
+{
+	struct vhdx *v = VHDX(img);
+	int ret;
+
+	pthread_rwlock_rdlock(&v->lock);
+	ret = read_blocks(v, off, iov, niov, len, false);
 	pthread_rwlock_unlock(&v->lock);
 	return ret;
 }
 
-/* Reads of fully present and of unallocated blocks (without a parent)
- * from the page cache; anything else is left to vhdx_read on a worker. */
+static int vhdx_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+
+	return vhdx_readv(img, off, &iov, 1, len);
+}
+
 static int vhdx_readv_nowait(struct blk_image *img, uint64_t off, const struct iovec *iov,
 			     int niov, size_t len)
 {
 	struct vhdx *v = VHDX(img);
-	struct iovec part[64];
-	size_t done = 0;
-	int ret = 0;
+	int ret;
 
 	if (__atomic_load_n(&v->no_nowait, __ATOMIC_RELAXED) || pthread_rwlock_tryrdlock(&v->lock))
 		return -EAGAIN;
-	while (done < len && !ret) {
-		uint64_t pos = off + done, blk = pos / v->block_size, in = pos % v->block_size;
-		size_t n = (size_t)MIN(len - done, v->block_size - in);
-		uint64_t e = vhdx_bat_get(v, vhdx_payload_index(v, blk));
-		int cnt;
-
-		switch (e & VHDX_BAT_STATE_MASK) {
-		case VHDX_PAYLOAD_FULLY_PRESENT:
-			cnt = blk_iov_slice(iov, niov, done, n, part, 64);
-			ret = cnt < 0 ? -EAGAIN
-				      : blk_preadv(v->fd, part, cnt, n, vhdx_entry_offset(e) + in,
-						   RWF_NOWAIT);
-			break;
-		case VHDX_PAYLOAD_PARTIALLY_PRESENT:
-			ret = -EAGAIN;
-			break;
-		case VHDX_PAYLOAD_NOT_PRESENT:
-			if (v->has_parent) {
-				ret = -EAGAIN;
-				break;
-			}
-			/* fall through */
-		default:
-			blk_iov_zero(iov, niov, done, n);
-		}
-		done += n;
-	}
+	ret = read_blocks(v, off, iov, niov, len, true);
 	pthread_rwlock_unlock(&v->lock);
 	if (ret == -EOPNOTSUPP) {
 		__atomic_store_n(&v->no_nowait, true, __ATOMIC_RELAXED);
@@ -1309,20 +1283,56 @@ static int write_in_block(struct vhdx *v, uint64_t blk, uint64_t in, const uint8
 	}
 }
 
-static int write_locked(struct vhdx *v, uint64_t off, const uint8_t *p, size_t len)
+/* A block's share of a write that write_in_block must handle (allocating,
+ * or marking sectors present): straight from a lone buffer, otherwise
+ * through a flat copy. */
+static int write_share(struct vhdx *v, uint64_t blk, uint64_t in, const struct iovec *part,
+		       int cnt, const struct iovec *iov, int niov, size_t skip, size_t n)
 {
+	uint8_t *buf;
+	int ret;
+
+	if (cnt == 1)
+		return write_in_block(v, blk, in, part[0].iov_base, n);
+	buf = malloc(n);
+	if (!buf)
+		return -ENOMEM;
+	blk_iov_copy(iov, niov, skip, buf, n, false);
+	ret = write_in_block(v, blk, in, buf, n);
+	free(buf);
+	return ret;
+}
+
+/* Write iov to [off, off+len) a block at a time (lock held): into fully
+ * present blocks straight from the scatter list, the rest through
+ * write_share. */
+static int write_blocks(struct vhdx *v, uint64_t off, const struct iovec *iov, int niov,
+			size_t len)
+{
+	struct iovec part[64];
+	size_t done = 0;
 	int ret = 0;
 
-	while (len && !ret) {
-		uint64_t blk = off / v->block_size, in = off % v->block_size;
-		size_t n = (size_t)MIN(len, v->block_size - in);
+	while (done < len && !ret) {
+		uint64_t pos = off + done, blk = pos / v->block_size, in = pos % v->block_size;
+		size_t n = (size_t)MIN(len - done, v->block_size - in);
+		uint64_t e = vhdx_bat_get(v, vhdx_payload_index(v, blk));
+		int cnt = blk_iov_slice(iov, niov, done, n, part, 64);
 
-		ret = write_in_block(v, blk, in, p, n);
-		p += n;
-		off += n;
-		len -= n;
+		if ((e & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_FULLY_PRESENT && cnt > 0)
+			ret = blk_pwritev(v->fd, part, cnt, n, vhdx_entry_offset(e) + in);
+		else
+			ret = write_share(v, blk, in, part, cnt, iov, niov, done, n);
+		done += n;
 	}
 	return ret;
+}
+
+static int write_locked(struct vhdx *v, uint64_t off, const uint8_t *p, size_t len)
+{
+	struct iovec iov = { (void *)p, len };
+
+	return write_blocks(v, off, &iov, 1, len);
 }
 
 static int data_write_begin(struct vhdx *v)
@@ -1337,29 +1347,10 @@ static int data_write_begin(struct vhdx *v)
 	return ret;
 }
 
-/* Vectored writes: into fully present blocks straight from the scatter
- * list; a block that needs allocating or bitmap updates gets its share
- * through a flat buffer. */
-static int write_share_flat(struct vhdx *v, uint64_t blk, uint64_t in, const struct iovec *iov,
-			    int niov, size_t skip, size_t n)
-{
-	uint8_t *buf = malloc(n);
-	int ret;
-
-	if (!buf)
-		return -ENOMEM;
-	blk_iov_copy(iov, niov, skip, buf, n, false);
-	ret = write_in_block(v, blk, in, buf, n);
-	free(buf);
-	return ret;
-}
-
 static int vhdx_writev(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
 		       size_t len, unsigned flags)
 {
 	struct vhdx *v = VHDX(img);
-	struct iovec part[64];
-	size_t done = 0;
 	int ret;
 
 	if (__atomic_load_n(&v->broken, __ATOMIC_RELAXED))
@@ -1368,18 +1359,7 @@ static int vhdx_writev(struct blk_image *img, uint64_t off, const struct iovec *
 	if (ret)
 		return ret;
 	pthread_rwlock_rdlock(&v->lock);
-	while (done < len && !ret) {
-		uint64_t pos = off + done, blk = pos / v->block_size, in = pos % v->block_size;
-		size_t n = (size_t)MIN(len - done, v->block_size - in);
-		uint64_t e = vhdx_bat_get(v, vhdx_payload_index(v, blk));
-		int cnt = blk_iov_slice(iov, niov, done, n, part, 64);
-
-		if ((e & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_FULLY_PRESENT && cnt > 0)
-			ret = blk_pwritev(v->fd, part, cnt, n, vhdx_entry_offset(e) + in);
-		else
-			ret = write_share_flat(v, blk, in, iov, niov, done, n);
-		done += n;
-	}
+	ret = write_blocks(v, off, iov, niov, len);
 	if (!ret && (flags & BLK_FUA))
 		ret = blk_sync(v->fd);
 	pthread_rwlock_unlock(&v->lock);
@@ -1389,20 +1369,9 @@ static int vhdx_writev(struct blk_image *img, uint64_t off, const struct iovec *
 static int vhdx_write(struct blk_image *img, uint64_t off, const void *buf, size_t len,
 		      unsigned flags)
 {
-	struct vhdx *v = VHDX(img);
-	int ret;
+	struct iovec iov = { (void *)buf, len };
 
-	if (__atomic_load_n(&v->broken, __ATOMIC_RELAXED))
-		return -EIO;
-	ret = data_write_begin(v);
-	if (ret)
-		return ret;
-	pthread_rwlock_rdlock(&v->lock);
-	ret = write_locked(v, off, buf, len);
-	if (!ret && (flags & BLK_FUA))
-		ret = blk_sync(v->fd);
-	pthread_rwlock_unlock(&v->lock);
-	return ret;
+	return vhdx_writev(img, off, &iov, 1, len, flags);
 }
 
 static int vhdx_flush(struct blk_image *img)
