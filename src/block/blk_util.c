@@ -95,42 +95,42 @@ int blk_iov_slice(const struct iovec *iov, int niov, size_t skip, size_t len, st
 	return n;
 }
 
-void blk_iov_zero(const struct iovec *iov, int niov, size_t skip, size_t len)
+/* Bytes [skip, skip+len) of iov: zeroed (flat NULL), or copied to or from
+ * flat. */
+static void iov_walk(const struct iovec *iov, int niov, size_t skip, uint8_t *flat, size_t len,
+		     bool to_iov)
 {
 	for (int i = 0; i < niov && len; i++) {
 		size_t seg = iov[i].iov_len, n;
+		uint8_t *base = (uint8_t *)iov[i].iov_base + skip;
 
 		if (skip >= seg) {
 			skip -= seg;
 			continue;
 		}
 		n = seg - skip < len ? seg - skip : len;
-		memset((uint8_t *)iov[i].iov_base + skip, 0, n);
+		if (!flat)
+			memset(base, 0, n);
+		else if (to_iov)
+			memcpy(base, flat, n);
+		else
+			memcpy(flat, base, n);
+		if (flat)
+			flat += n;
 		len -= n;
 		skip = 0;
 	}
 }
 
+void blk_iov_zero(const struct iovec *iov, int niov, size_t skip, size_t len)
+{
+	iov_walk(iov, niov, skip, NULL, len, true);
+}
+
 void blk_iov_copy(const struct iovec *iov, int niov, size_t skip, uint8_t *flat, size_t len,
 		  bool to_iov)
 {
-	for (int i = 0; i < niov && len; i++) {
-		size_t seg = iov[i].iov_len, n;
-		uint8_t *base = iov[i].iov_base;
-
-		if (skip >= seg) {
-			skip -= seg;
-			continue;
-		}
-		n = seg - skip < len ? seg - skip : len;
-		if (to_iov)
-			memcpy(base + skip, flat, n);
-		else
-			memcpy(flat, base + skip, n);
-		flat += n;
-		len -= n;
-		skip = 0;
-	}
+	iov_walk(iov, niov, skip, flat, len, to_iov);
 }
 
 #define IOV_STACK 64
@@ -203,44 +203,11 @@ int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t 
 	return rw_iov(fd, iov, niov, len, off, 0, true);
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 int blk_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
-	int f;
+	struct iovec iov = { (void *)buf, len };
 
-	if (off > (uint64_t)INT64_MAX - len)
-		return -EINVAL;
-	f = fault(BLK_IO_WRITE, fd, off, len);
-	if (f == BLK_FAULT_FAIL)
-		return -EIO;
-	if (f == BLK_FAULT_TEAR) {
-		size_t half = len / 2 / 512 * 512;
-
-		if (half)
-			pwrite_all(fd, buf, half, off);
-		return -EIO;
-	}
-	return pwrite_all(fd, buf, len, off);
+	return blk_pwritev(fd, &iov, 1, len, off);
 }
 
 int blk_sync(int fd)
@@ -292,7 +259,8 @@ int blk_allocate(int fd, uint64_t off, uint64_t len)
 		return -errno;
 	while (len) {
 		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-		int ret = pwrite_all(fd, zeros, n, off);
+		struct iovec iov = { (void *)zeros, n };
+		int ret = rw_iov(fd, &iov, 1, n, off, 0, true);
 
 		if (ret)
 			return ret;

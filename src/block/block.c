@@ -242,13 +242,18 @@ int blk_read(struct blk_disk *d, uint64_t off, void *buf, size_t len)
 	return d->drv->read(d->img, off, buf, len);
 }
 
-/* Each element a whole number of sectors, together at least len bytes. */
-static int check_iov(const struct iovec *iov, int niov, size_t len, uint32_t sector)
+/* check_range, and each element of iov a whole number of sectors,
+ * together at least len bytes. */
+static int check_vector(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
+			size_t len, struct blk_info *info)
 {
 	size_t total = 0;
+	int ret = check_range(d, off, len, info);
 
+	if (ret)
+		return ret;
 	for (int i = 0; i < niov && total < len; i++) {
-		if (iov[i].iov_len % sector)
+		if (iov[i].iov_len % info->logical_sector)
 			return -EINVAL;
 		total += iov[i].iov_len;
 	}
@@ -262,9 +267,7 @@ int blk_readv(struct blk_disk *d, uint64_t off, const struct iovec *iov, int nio
 
 	if (!d->drv->readv)
 		return -EOPNOTSUPP;
-	ret = check_range(d, off, len, &info);
-	if (!ret)
-		ret = check_iov(iov, niov, len, info.logical_sector);
+	ret = check_vector(d, off, iov, niov, len, &info);
 	if (ret || !len)
 		return ret;
 	return d->drv->readv(d->img, off, iov, niov, len);
@@ -278,9 +281,7 @@ int blk_writev(struct blk_disk *d, uint64_t off, const struct iovec *iov, int ni
 
 	if (!d->drv->writev)
 		return -EOPNOTSUPP;
-	ret = check_range(d, off, len, &info);
-	if (!ret)
-		ret = check_iov(iov, niov, len, info.logical_sector);
+	ret = check_vector(d, off, iov, niov, len, &info);
 	if (ret)
 		return ret;
 	if (info.read_only)
@@ -298,9 +299,7 @@ int blk_readv_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, 
 
 	if (!d->drv->readv_nowait)
 		return -EAGAIN;
-	ret = check_range(d, off, len, &info);
-	if (!ret)
-		ret = check_iov(iov, niov, len, info.logical_sector);
+	ret = check_vector(d, off, iov, niov, len, &info);
 	if (ret || !len)
 		return ret;
 	return d->drv->readv_nowait(d->img, off, iov, niov, len);

@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "block/block_internal.h"
 #include "core/loop.h"
 #include "util/log.h"
 
@@ -59,29 +60,6 @@ static bool modifies_data(const struct blkq_req *r)
 }
 
 /* ---- executing one request (worker, or poll without workers) ---- */
-
-/* Copy between the scatter list and a flat buffer: bytes [pos, pos+len) of
- * the list. */
-static void sg_copy(const struct blkq_req *r, uint64_t pos, uint8_t *flat, size_t len, bool to_sg)
-{
-	for (unsigned i = 0; i < r->niov && len; i++) {
-		size_t seg = r->iov[i].len;
-		size_t n;
-
-		if (pos >= seg) {
-			pos -= seg;
-			continue;
-		}
-		n = seg - pos < len ? seg - pos : len;
-		if (to_sg)
-			memcpy((uint8_t *)r->iov[i].base + pos, flat, n);
-		else
-			memcpy(flat, (const uint8_t *)r->iov[i].base + pos, n);
-		flat += n;
-		len -= n;
-		pos = 0;
-	}
-}
 
 static bool direct_ok(const struct blkq_req *r)
 {
@@ -142,12 +120,12 @@ static int exec_rw(struct blkq *q, struct blkq_req *r, uint8_t *bounce)
 		size_t n = r->len - done < q->bounce_size ? (size_t)(r->len - done) : q->bounce_size;
 
 		if (wr) {
-			sg_copy(r, done, bounce, n, false);
+			blk_iov_copy(as_iovec(r), (int)r->niov, done, bounce, n, false);
 			ret = blk_write(q->disk, r->off + done, bounce, n, r->flags & BLK_FUA);
 		} else {
 			ret = blk_read(q->disk, r->off + done, bounce, n);
 			if (!ret)
-				sg_copy(r, done, bounce, n, true);
+				blk_iov_copy(as_iovec(r), (int)r->niov, done, bounce, n, true);
 		}
 		done += n;
 	}
