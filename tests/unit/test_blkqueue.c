@@ -562,27 +562,38 @@ static bool nowait_reads_work(const char *path)
 	return ok;
 }
 
-/* Submit a 4 KiB read at `off` of `d` through a queue with workers and
- * return the data and whether it came from the page cache. */
+/* One request on `d` through a fresh queue with workers: it succeeds, and
+ * its done callback runs only after submit returned. Returns the queue's
+ * counters. */
+static struct blkq_stats run_one(struct blk_disk *d, enum blkq_op op, uint64_t off,
+				 struct blkq_iov *iov, unsigned niov, uint64_t len)
+{
+	struct blkq_stats st;
+	struct blkq *oq;
+	struct blkq_req r;
+
+	assert_int_equal(blkq_new(&oq, d, NULL, NULL), 0);
+	rw_req(&r, op, off, iov, niov, len);
+	memset(&dr, 0, sizeof(dr));
+	assert_int_equal(blkq_submit(oq, &r), 0);
+	assert_int_equal(dr.count, 0); /* never inside submit, even from the cache */
+	wait_count_on(oq, 1);
+	assert_int_equal(dr.count, 1);
+	assert_int_equal(dr.last_result, 0);
+	blkq_get_stats(oq, &st);
+	blkq_free(oq);
+	return st;
+}
+
+/* A 4 KiB read at `off` of `d`: the data, and whether it came from the
+ * page cache. */
 static void cached_read(struct blk_disk *d, uint64_t off, uint8_t *buf, bool *cached)
 {
 	struct blkq_iov iov = { buf, 4096 };
-	struct blkq_stats st;
-	struct blkq *cq;
-	struct blkq_req r;
+	struct blkq_stats st = run_one(d, BLKQ_OP_READ, off, &iov, 1, 4096);
 
-	assert_int_equal(blkq_new(&cq, d, NULL, NULL), 0);
-	rw_req(&r, BLKQ_OP_READ, off, &iov, 1, 4096);
-	memset(&dr, 0, sizeof(dr));
-	assert_int_equal(blkq_submit(cq, &r), 0);
-	assert_int_equal(dr.count, 0); /* never inside submit, even from the cache */
-	wait_count_on(cq, 1);
-	assert_int_equal(dr.count, 1);
-	assert_int_equal(dr.last_result, 0);
-	blkq_get_stats(cq, &st);
 	assert_int_equal(st.reads, 1);
 	*cached = st.cached_reads == 1;
-	blkq_free(cq);
 }
 
 /* Reads whose data is in the page cache complete without a worker, on raw
@@ -651,8 +662,6 @@ static void test_scattered_io(void **state)
 	struct blkq_iov iov[3];
 	struct blkq_stats st;
 	struct blk_disk *d;
-	struct blkq_req r;
-	struct blkq *sq;
 	bool nowait;
 	int fd;
 
@@ -674,16 +683,10 @@ static void test_scattered_io(void **state)
 	/* Write from three buffers, then check the file. */
 	d = blk_open(raw, BLK_FMT_RAW, 0, &err);
 	assert_non_null(d);
-	assert_int_equal(blkq_new(&sq, d, NULL, NULL), 0);
 	for (unsigned i = 0; i < 3; i++)
 		memcpy(b[i], want + i * 4096, 4096);
-	rw_req(&r, BLKQ_OP_WRITE, 8192, iov, 3, sizeof(want));
-	memset(&dr, 0, sizeof(dr));
-	assert_int_equal(blkq_submit(sq, &r), 0);
-	wait_count_on(sq, 1);
-	assert_int_equal(dr.count, 1);
-	assert_int_equal(dr.last_result, 0);
-	blkq_free(sq);
+	st = run_one(d, BLKQ_OP_WRITE, 8192, iov, 3, sizeof(want));
+	assert_int_equal(st.writes, 1);
 	fd = open(raw, O_RDONLY);
 	assert_int_equal(pread(fd, got, sizeof(got), 8192), (ssize_t)sizeof(got));
 	close(fd);
@@ -692,15 +695,8 @@ static void test_scattered_io(void **state)
 	/* Read it back into three buffers. */
 	for (unsigned i = 0; i < 3; i++)
 		memset(b[i], 0, 4096);
-	assert_int_equal(blkq_new(&sq, d, NULL, NULL), 0);
-	rw_req(&r, BLKQ_OP_READ, 8192, iov, 3, sizeof(want));
-	memset(&dr, 0, sizeof(dr));
-	assert_int_equal(blkq_submit(sq, &r), 0);
-	wait_count_on(sq, 1);
-	assert_int_equal(dr.last_result, 0);
-	blkq_get_stats(sq, &st);
+	st = run_one(d, BLKQ_OP_READ, 8192, iov, 3, sizeof(want));
 	assert_int_equal(st.cached_reads, nowait ? 1 : 0);
-	blkq_free(sq);
 	for (unsigned i = 0; i < 3; i++)
 		assert_memory_equal(b[i], want + i * 4096, 4096);
 	blk_close(d);
@@ -712,15 +708,8 @@ static void test_scattered_io(void **state)
 	assert_int_equal(blk_write(d, (1u << 20) - 4096, want, 4096, 0), 0);
 	for (unsigned i = 0; i < 3; i++)
 		memset(b[i], 0xee, 4096);
-	assert_int_equal(blkq_new(&sq, d, NULL, NULL), 0);
-	rw_req(&r, BLKQ_OP_READ, (1u << 20) - 4096, iov, 3, sizeof(want));
-	memset(&dr, 0, sizeof(dr));
-	assert_int_equal(blkq_submit(sq, &r), 0);
-	wait_count_on(sq, 1);
-	assert_int_equal(dr.last_result, 0);
-	blkq_get_stats(sq, &st);
+	st = run_one(d, BLKQ_OP_READ, (1u << 20) - 4096, iov, 3, sizeof(want));
 	assert_int_equal(st.cached_reads, nowait ? 1 : 0);
-	blkq_free(sq);
 	assert_memory_equal(b[0], want, 4096);
 	memset(got, 0, sizeof(got));
 	assert_memory_equal(b[1], got, 4096);
