@@ -102,17 +102,6 @@ static void raw_info(struct blk_image *img, struct blk_info *info)
 	info->can_discard = !r->ro;
 }
 
-static int raw_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
-{
-	struct raw_image *r = RAW(img);
-	int ret;
-
-	pthread_rwlock_rdlock(&r->lock);
-	ret = blk_pread(r->fd, buf, len, off);
-	pthread_rwlock_unlock(&r->lock);
-	return ret;
-}
-
 static int raw_readv(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
 		     size_t len)
 {
@@ -156,18 +145,19 @@ static int raw_writev(struct blk_image *img, uint64_t off, const struct iovec *i
 	return ret;
 }
 
+static int raw_read(struct blk_image *img, uint64_t off, void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+
+	return raw_readv(img, off, &iov, 1, len);
+}
+
 static int raw_write(struct blk_image *img, uint64_t off, const void *buf, size_t len,
 		     unsigned flags)
 {
-	struct raw_image *r = RAW(img);
-	int ret;
+	struct iovec iov = { (void *)buf, len };
 
-	pthread_rwlock_rdlock(&r->lock);
-	ret = blk_pwrite(r->fd, buf, len, off);
-	if (!ret && (flags & BLK_FUA))
-		ret = blk_sync(r->fd);
-	pthread_rwlock_unlock(&r->lock);
-	return ret;
+	return raw_writev(img, off, &iov, 1, len, flags);
 }
 
 static int raw_flush(struct blk_image *img)
