@@ -1,9 +1,10 @@
 # bench/storage-scenario/host.sh — runs inside the software KVM host (see
 # bench/storage). Each run boots three VMs in turn, with the same guest
 # kernel, initrd, memory and vCPUs, each on a fresh backing file of
-# BENCH_SIZE on an ext4 file system (as on a real host; the software host's
-# own /tmp is tmpfs, which before Linux 6.6 cannot serve RWF_NOWAIT reads
-# from its page cache), made on a loop device over a file in /tmp:
+# BENCH_SIZE on a BENCH_FS file system, xfs (default) or ext4, as on a real
+# host (the software host's own /tmp is tmpfs, which before Linux 6.6 cannot
+# serve RWF_NOWAIT reads from its page cache; of these two only xfs takes
+# RWF_NOWAIT buffered writes), made on a loop device over a file in /tmp:
 #   hvmm  hvmm, synthetic SCSI (storvsp; guest hv_storvsc), a raw file;
 #   qemu  QEMU+KVM, virtio-blk-pci on a raw file (cache=writeback, aio=threads:
 #         QEMU's defaults);
@@ -21,6 +22,7 @@
 . "$E2E_LIB/host.sh"
 
 mem=${BENCH_MEMORY:-512M} cpus=${BENCH_CPUS:-2} runs=${BENCH_RUNS:-3}
+fs=${BENCH_FS:-xfs}
 size=${BENCH_SIZE:-256M} runtime=${BENCH_RUNTIME:-5}
 HVCTL=${HVCTL:-$(dirname "$HVMM")/hvctl}
 tests=(seqread-qd1 seqread-qd32 seqwrite-qd1 seqwrite-qd32
@@ -184,12 +186,17 @@ grep -q " /sys/kernel/debug " /proc/mounts || mount -t debugfs debugfs /sys/kern
 # The software host's own errors (OOM, lockups, RCU stalls, hung tasks) on its
 # console, and a plain line every 30 s (in the console log, not a result):
 # if these stop, the software host itself stopped, not just a VM.
-# The ext4 file system the disk images live on (discard: a deleted image
-# gives its memory back to /tmp).
+# The file system the disk images live on (discard: a deleted image gives
+# its memory back to /tmp).
 fs_bytes=$(($(numfmt --from=iec "$size") * 2 + (64 << 20)))
-truncate -s "$fs_bytes" /tmp/bench-fs.img && mkfs.ext4 -q -F /tmp/bench-fs.img &&
+case $fs in
+    xfs) mkfs=(mkfs.xfs -q -f) ;;
+    ext4) mkfs=(mkfs.ext4 -q -F) ;;
+    *) verdict bench-storage "BENCH_FS=$fs: xfs or ext4"; exit 0 ;;
+esac
+truncate -s "$fs_bytes" /tmp/bench-fs.img && "${mkfs[@]}" /tmp/bench-fs.img &&
     mkdir -p /mnt/bench-storage && mount -o loop,discard /tmp/bench-fs.img /mnt/bench-storage ||
-    { verdict bench-storage "cannot make the ext4 file system for the images"; exit 0; }
+    { verdict bench-storage "cannot make the $fs file system for the images"; exit 0; }
 dmesg -n 5   # warnings too: the backtraces of soft lockups and RCU stalls
 (while sleep 30; do
     echo "host-tick up $(cut -d' ' -f1 /proc/uptime) load $(cut -d' ' -f1-3 /proc/loadavg)" \
@@ -199,7 +206,7 @@ dmesg -n 5   # warnings too: the backtraces of soft lockups and RCU stalls
 ticker=$!
 vms=(hvmm qemu vhdx)
 [[ -x $HVMM ]] || { vms=(qemu); say "hvmm: $HVMM not found"; }
-say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on ext4 (loop device over tmpfs);" \
+say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on $fs (loop device over tmpfs);" \
     "fio O_DIRECT libaio, $runtime s per job after a 1 s ramp"
 for ((i = 1; i <= runs; i++)); do
     for v in "${vms[@]}"; do run_vm "$v" "$i"; done

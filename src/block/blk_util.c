@@ -184,7 +184,7 @@ int blk_preadv(int fd, const struct iovec *iov, int niov, size_t len, uint64_t o
 	return rw_iov(fd, iov, niov, len, off, flags, false);
 }
 
-int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off)
+int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off, int flags)
 {
 	int f;
 
@@ -200,14 +200,22 @@ int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t 
 			rw_iov(fd, iov, niov, half, off, 0, true);
 		return -EIO;
 	}
-	return rw_iov(fd, iov, niov, len, off, 0, true);
+	return rw_iov(fd, iov, niov, len, off, flags, true);
+}
+
+int blk_nowait_result(bool *unsupported, int ret)
+{
+	if (ret != -EOPNOTSUPP)
+		return ret;
+	__atomic_store_n(unsupported, true, __ATOMIC_RELAXED);
+	return -EAGAIN;
 }
 
 int blk_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
 	struct iovec iov = { (void *)buf, len };
 
-	return blk_pwritev(fd, &iov, 1, len, off);
+	return blk_pwritev(fd, &iov, 1, len, off, 0);
 }
 
 int blk_sync(int fd)

@@ -305,6 +305,22 @@ int blk_readv_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, 
 	return d->drv->readv_nowait(d->img, off, iov, niov, len);
 }
 
+int blk_writev_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
+		      size_t len)
+{
+	struct blk_info info;
+	int ret;
+
+	if (!d->drv->writev_nowait)
+		return -EAGAIN;
+	ret = check_vector(d, off, iov, niov, len, &info);
+	if (ret || !len)
+		return ret;
+	if (info.read_only)
+		return -EROFS;
+	return d->drv->writev_nowait(d->img, off, iov, niov, len);
+}
+
 int blk_write(struct blk_disk *d, uint64_t off, const void *buf, size_t len, unsigned flags)
 {
 	struct blk_info info;

@@ -75,6 +75,11 @@ struct blk_driver {
 	 * or another negative errno (the read failed). */
 	int (*readv_nowait)(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
 			    size_t len);
+	/* Optional: writev (without FUA) only if it cannot block (the space
+	 * is allocated and the file system takes the data into its page cache
+	 * without waiting): 0, -EAGAIN or another negative errno, as above. */
+	int (*writev_nowait)(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
+			     size_t len);
 	int (*flush)(struct blk_image *img);
 	/* Give back [off, off+len): reads then return zeros. Optional. */
 	int (*discard)(struct blk_image *img, uint64_t off, uint64_t len);
@@ -109,6 +114,9 @@ int blk_writev(struct blk_disk *d, uint64_t off, const struct iovec *iov, int ni
  * block or the format cannot tell (then read on a worker). */
 int blk_readv_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
 		     size_t len);
+/* blk_writev() without blocking and without FUA, the same way. */
+int blk_writev_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
+		      size_t len);
 int blk_flush(struct blk_disk *d);
 int blk_discard(struct blk_disk *d, uint64_t off, uint64_t len); /* -EOPNOTSUPP if none */
 int blk_resize(struct blk_disk *d, uint64_t new_size);           /* -EOPNOTSUPP if none */

@@ -68,11 +68,16 @@ void blk_seterr(struct blk_error *err, const char *fmt, ...) __attribute__((form
 int blk_pread(int fd, void *buf, size_t len, uint64_t off);
 int blk_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 /* Vectored: all of the first len bytes of iov at off (past the end of the
- * file reads as zeros). With RWF_NOWAIT in flags, from the page cache only:
- * -EAGAIN if some of it is not cached, -EOPNOTSUPP if the file system
+ * file reads as zeros). With RWF_NOWAIT in flags, only if it cannot block
+ * (reads from the page cache, writes into it without waiting): -EAGAIN if
+ * it would block (part of it may be done), -EOPNOTSUPP if the file system
  * cannot tell. */
 int blk_preadv(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off, int flags);
-int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off);
+int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off, int flags);
+/* The result of a RWF_NOWAIT attempt: -EOPNOTSUPP (the file system has no
+ * such I/O) sets *unsupported, so that later attempts are skipped, and
+ * becomes -EAGAIN (do it the blocking way). */
+int blk_nowait_result(bool *unsupported, int ret);
 /* The elements covering bytes [skip, skip+len) of iov, in out (room for
  * max); returns how many, or -1 if more than max are needed. */
 int blk_iov_slice(const struct iovec *iov, int niov, size_t skip, size_t len, struct iovec *out,

@@ -348,18 +348,28 @@ fail:
 	return ret;
 }
 
-/* A read whose data is in the page cache costs one copy: do it here rather
- * than wake a worker (two thread switches) for it. False if it would block. */
-static bool read_from_cache(struct blkq *q, struct blkq_req *r)
+/* A read whose data is in the page cache, or a write the file system takes
+ * into its page cache without waiting, costs one copy: do it here rather
+ * than wake a worker (two thread switches) for it. False if it would block;
+ * never for FUA writes, which wait for the disk. */
+static bool run_nowait(struct blkq *q, struct blkq_req *r)
 {
-	int ret = vector_ok(q, r) ? blk_readv_nowait(q->disk, r->off, as_iovec(r), (int)r->niov,
-						     r->len)
-				  : -EAGAIN;
+	const struct iovec *iov = as_iovec(r);
+	int ret = -EAGAIN;
 	bool wake;
 
+	if (!q->nthreads || !vector_ok(q, r))
+		return false;
+	if (r->op == BLKQ_OP_READ)
+		ret = blk_readv_nowait(q->disk, r->off, iov, (int)r->niov, r->len);
+	else if (r->op == BLKQ_OP_WRITE && !(r->flags & BLK_FUA))
+		ret = blk_writev_nowait(q->disk, r->off, iov, (int)r->niov, r->len);
 	if (ret == -EAGAIN)
 		return false;
-	q->stats.cached_reads++;
+	if (r->op == BLKQ_OP_READ)
+		q->stats.cached_reads++;
+	else
+		q->stats.cached_writes++;
 	pthread_mutex_lock(&q->lock);
 	q->unfinished++;
 	wake = finish_locked(q, r, ret);
@@ -412,7 +422,7 @@ int blkq_submit(struct blkq *q, struct blkq_req *r)
 	r->result = 0;
 	r->seq = q->next_seq++;
 	q->inflight++;
-	if (r->op == BLKQ_OP_READ && q->nthreads && read_from_cache(q, r))
+	if (run_nowait(q, r))
 		return 0;
 	pthread_mutex_lock(&q->lock);
 	list_append(&q->pend_head, &q->pend_tail, r);

@@ -20,10 +20,13 @@
  * a completion frees a slot (the slot is free again before the done
  * callback runs, so the callback may submit).
  *
- * Reads from the page cache: a read is first tried on the calling thread
- * with blk_readv_nowait(); if all its data is cached it costs one copy and
- * no thread switch (its done callback still runs later, from blkq_poll()).
- * Otherwise a worker runs it.
+ * Through the page cache without waiting: a read is first tried on the
+ * calling thread with blk_readv_nowait(), a write without FUA with
+ * blk_writev_nowait(); if it can be done without blocking (data cached;
+ * a file system that takes buffered writes without waiting, such as XFS
+ * or btrfs, and space already allocated) it costs one copy and no thread
+ * switch (its done callback still runs later, from blkq_poll()). Otherwise
+ * a worker runs it.
  *
  * Buffers: a read or write whose data is one 4 KiB-aligned buffer goes
  * straight to blk_read()/blk_write(); a scatter list of whole sectors to
@@ -152,7 +155,8 @@ struct blkq_stats {
 	uint64_t reads, writes, flushes, discards, write_sames;
 	uint64_t bytes_read, bytes_written;
 	uint64_t errors;
-	uint64_t cached_reads; /* of reads: served from the page cache without a worker */
+	uint64_t cached_reads;  /* of reads: served from the page cache without a worker */
+	uint64_t cached_writes; /* of writes: into the page cache without a worker */
 };
 
 /* Counters of delivered requests. */

@@ -20,7 +20,8 @@ struct raw_image {
 	uint64_t size;     /* the disk's size: the file's, rounded up to a sector */
 	uint32_t lss, pss;
 	pthread_rwlock_t lock; /* resize against I/O */
-	bool no_nowait;        /* the file system has no RWF_NOWAIT reads */
+	bool no_nowait_read;   /* the file system has no RWF_NOWAIT reads */
+	bool no_nowait_write;  /* nor RWF_NOWAIT buffered writes (ext4, tmpfs) */
 };
 
 static struct raw_image *RAW(struct blk_image *img)
@@ -120,15 +121,26 @@ static int raw_readv_nowait(struct blk_image *img, uint64_t off, const struct io
 	struct raw_image *r = RAW(img);
 	int ret;
 
-	if (__atomic_load_n(&r->no_nowait, __ATOMIC_RELAXED) || pthread_rwlock_tryrdlock(&r->lock))
+	if (__atomic_load_n(&r->no_nowait_read, __ATOMIC_RELAXED) ||
+	    pthread_rwlock_tryrdlock(&r->lock))
 		return -EAGAIN;
 	ret = blk_preadv(r->fd, iov, niov, len, off, RWF_NOWAIT);
 	pthread_rwlock_unlock(&r->lock);
-	if (ret == -EOPNOTSUPP) {
-		__atomic_store_n(&r->no_nowait, true, __ATOMIC_RELAXED);
-		ret = -EAGAIN;
-	}
-	return ret;
+	return blk_nowait_result(&r->no_nowait_read, ret);
+}
+
+static int raw_writev_nowait(struct blk_image *img, uint64_t off, const struct iovec *iov,
+			     int niov, size_t len)
+{
+	struct raw_image *r = RAW(img);
+	int ret;
+
+	if (__atomic_load_n(&r->no_nowait_write, __ATOMIC_RELAXED) ||
+	    pthread_rwlock_tryrdlock(&r->lock))
+		return -EAGAIN;
+	ret = blk_pwritev(r->fd, iov, niov, len, off, RWF_NOWAIT);
+	pthread_rwlock_unlock(&r->lock);
+	return blk_nowait_result(&r->no_nowait_write, ret);
 }
 
 static int raw_writev(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
@@ -138,7 +150,7 @@ static int raw_writev(struct blk_image *img, uint64_t off, const struct iovec *i
 	int ret;
 
 	pthread_rwlock_rdlock(&r->lock);
-	ret = blk_pwritev(r->fd, iov, niov, len, off);
+	ret = blk_pwritev(r->fd, iov, niov, len, off, 0);
 	if (!ret && (flags & BLK_FUA))
 		ret = blk_sync(r->fd);
 	pthread_rwlock_unlock(&r->lock);
@@ -324,6 +336,7 @@ const struct blk_driver blk_raw_driver = {
 	.readv = raw_readv,
 	.writev = raw_writev,
 	.readv_nowait = raw_readv_nowait,
+	.writev_nowait = raw_writev_nowait,
 	.write = raw_write,
 	.flush = raw_flush,
 	.discard = raw_discard,

@@ -1143,15 +1143,12 @@ static int vhdx_readv_nowait(struct blk_image *img, uint64_t off, const struct i
 	struct vhdx *v = VHDX(img);
 	int ret;
 
-	if (__atomic_load_n(&v->no_nowait, __ATOMIC_RELAXED) || pthread_rwlock_tryrdlock(&v->lock))
+	if (__atomic_load_n(&v->no_nowait_read, __ATOMIC_RELAXED) ||
+	    pthread_rwlock_tryrdlock(&v->lock))
 		return -EAGAIN;
 	ret = read_blocks(v, off, iov, niov, len, true);
 	pthread_rwlock_unlock(&v->lock);
-	if (ret == -EOPNOTSUPP) {
-		__atomic_store_n(&v->no_nowait, true, __ATOMIC_RELAXED);
-		ret = -EAGAIN;
-	}
-	return ret;
+	return blk_nowait_result(&v->no_nowait_read, ret);
 }
 
 /* ---- writing ---- */
@@ -1305,9 +1302,10 @@ static int write_share(struct vhdx *v, uint64_t blk, uint64_t in, const struct i
 
 /* Write iov to [off, off+len) a block at a time (lock held): into fully
  * present blocks straight from the scatter list, the rest through
- * write_share. */
+ * write_share. nowait: into the page cache without waiting, and -EAGAIN for
+ * anything that needs more (allocating, marking sectors present). */
 static int write_blocks(struct vhdx *v, uint64_t off, const struct iovec *iov, int niov,
-			size_t len)
+			size_t len, bool nowait)
 {
 	struct iovec part[64];
 	size_t done = 0;
@@ -1320,9 +1318,11 @@ static int write_blocks(struct vhdx *v, uint64_t off, const struct iovec *iov, i
 		int cnt = blk_iov_slice(iov, niov, done, n, part, 64);
 
 		if ((e & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_FULLY_PRESENT && cnt > 0)
-			ret = blk_pwritev(v->fd, part, cnt, n, vhdx_entry_offset(e) + in);
+			ret = blk_pwritev(v->fd, part, cnt, n, vhdx_entry_offset(e) + in,
+					  nowait ? RWF_NOWAIT : 0);
 		else
-			ret = write_share(v, blk, in, part, cnt, iov, niov, done, n);
+			ret = nowait ? -EAGAIN
+				     : write_share(v, blk, in, part, cnt, iov, niov, done, n);
 		done += n;
 	}
 	return ret;
@@ -1332,7 +1332,7 @@ static int write_locked(struct vhdx *v, uint64_t off, const uint8_t *p, size_t l
 {
 	struct iovec iov = { (void *)p, len };
 
-	return write_blocks(v, off, &iov, 1, len);
+	return write_blocks(v, off, &iov, 1, len, false);
 }
 
 static int data_write_begin(struct vhdx *v)
@@ -1359,7 +1359,7 @@ static int vhdx_writev(struct blk_image *img, uint64_t off, const struct iovec *
 	if (ret)
 		return ret;
 	pthread_rwlock_rdlock(&v->lock);
-	ret = write_blocks(v, off, iov, niov, len);
+	ret = write_blocks(v, off, iov, niov, len, false);
 	if (!ret && (flags & BLK_FUA))
 		ret = blk_sync(v->fd);
 	pthread_rwlock_unlock(&v->lock);
@@ -1372,6 +1372,25 @@ static int vhdx_write(struct blk_image *img, uint64_t off, const void *buf, size
 	struct iovec iov = { (void *)buf, len };
 
 	return vhdx_writev(img, off, &iov, 1, len, flags);
+}
+
+/* Only into allocated blocks of an image already marked as being written
+ * (its data write GUID changed, which needs a log write). */
+static int vhdx_writev_nowait(struct blk_image *img, uint64_t off, const struct iovec *iov,
+			      int niov, size_t len)
+{
+	struct vhdx *v = VHDX(img);
+	int ret;
+
+	if (__atomic_load_n(&v->broken, __ATOMIC_RELAXED))
+		return -EIO;
+	if (__atomic_load_n(&v->no_nowait_write, __ATOMIC_RELAXED) ||
+	    !__atomic_load_n(&v->data_guid_done, __ATOMIC_ACQUIRE) ||
+	    pthread_rwlock_tryrdlock(&v->lock))
+		return -EAGAIN;
+	ret = write_blocks(v, off, iov, niov, len, true);
+	pthread_rwlock_unlock(&v->lock);
+	return blk_nowait_result(&v->no_nowait_write, ret);
 }
 
 static int vhdx_flush(struct blk_image *img)
@@ -1789,6 +1808,7 @@ const struct blk_driver blk_vhdx_driver = {
 	.readv = vhdx_readv,
 	.writev = vhdx_writev,
 	.readv_nowait = vhdx_readv_nowait,
+	.writev_nowait = vhdx_writev_nowait,
 	.write = vhdx_write,
 	.flush = vhdx_flush,
 	.discard = vhdx_discard,

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "block/block.h"
@@ -43,12 +44,16 @@ struct memdisk {
 	int fail_read, fail_write, fail_flush, fail_discard, fail_resize;
 	/* writes wait while gate is closed */
 	bool gate_closed;
+	/* writev_nowait takes writes (unless they would wait: gate closed,
+	 * delay, failure injected); otherwise it always says -EAGAIN */
+	bool nowait_writes;
 	unsigned waiting; /* writes blocked at the gate */
 	unsigned write_delay_us;
 	atomic_ulong clock;
 	struct md_log log[MD_LOG_MAX];
 	unsigned nlog;
 	unsigned nreads, nwrites, nflushes, ndiscards, fua_writes;
+	unsigned nowait_done; /* writes taken by writev_nowait */
 	unsigned closed;
 };
 
@@ -145,6 +150,30 @@ static int md_write(struct blk_image *img, uint64_t off, const void *buf, size_t
 	return ret;
 }
 
+static int md_writev_nowait(struct blk_image *img, uint64_t off, const struct iovec *iov,
+			    int niov, size_t len)
+{
+	struct memdisk *m = md_of(img);
+	int ret = -EAGAIN;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->nowait_writes && !m->gate_closed && !m->write_delay_us && !m->fail_write &&
+	    off + len <= m->size) {
+		for (int i = 0; i < niov && len; i++) {
+			size_t n = iov[i].iov_len < len ? iov[i].iov_len : len;
+
+			memcpy(m->data + off, iov[i].iov_base, n);
+			off += n;
+			len -= n;
+		}
+		m->nwrites++;
+		m->nowait_done++;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
 static int md_flush(struct blk_image *img)
 {
 	struct memdisk *m = md_of(img);
@@ -221,6 +250,7 @@ static const struct blk_driver memdisk_driver = {
 	.info = md_info,
 	.read = md_read,
 	.write = md_write,
+	.writev_nowait = md_writev_nowait,
 	.flush = md_flush,
 	.discard = md_discard,
 	.resize = md_resize,
