@@ -1227,6 +1227,8 @@ size_t storvsp_list(struct storvsp *sv, struct storvsp_lun_info *out, size_t max
 			o->bytes_read = st.bytes_read;
 			o->bytes_written = st.bytes_written;
 			o->errors = st.errors;
+			o->cached_reads = st.cached_reads;
+			o->cached_writes = st.cached_writes;
 		}
 	}
 	return n;

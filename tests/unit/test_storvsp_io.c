@@ -352,6 +352,45 @@ static void test_concurrent(void **state)
 	assert_int_equal(sent[0] + sent[1], N);
 }
 
+/* A write the disk takes without waiting is done on the loop thread and
+ * counted as such in the disk list; a FUA write is not. */
+static void test_cached_writes(void **state)
+{
+	struct storvsp_lun_info li;
+	uint32_t relid = su_bring_up(0);
+	unsigned got = 0;
+
+	d0->nowait_writes = true;
+	for (unsigned i = 0; i < 2; i++) {
+		uint8_t c[10];
+		uint64_t pfn = SU_DATA_PFN + i;
+		struct vstor_packet req;
+
+		memset(su_data(i), 0x41 + (int)i, 4096);
+		cdb10(c, SCSI_WRITE_10, i * 8, 8);
+		c[1] = i ? 0x08 : 0; /* the second one FUA */
+		req = su_srb(0, c, 10, VMSCSI_DATA_OUT, 4096);
+		assert_int_equal(su_send_gpa(relid, 1 + i, &req, 64, 0, 4096, &pfn, 1), 0);
+	}
+	for (int tries = 0; tries < 500 && got < 2; tries++) {
+		struct su_pkt r;
+
+		su_poll(10);
+		while (su_recv(relid, &r)) {
+			assert_int_equal(su_vstor(&r).srb.srb_status, SRB_STATUS_SUCCESS);
+			got++;
+		}
+	}
+	assert_int_equal(got, 2);
+	assert_int_equal(d0->data[100], 0x41);
+	assert_int_equal(d0->data[4096 + 100], 0x42);
+	assert_int_equal(d0->fua_writes, 1);
+	assert_int_equal(storvsp_list(su.sv, &li, 1), 1);
+	assert_int_equal(li.writes, 2);
+	assert_int_equal(li.cached_writes, 1);
+	assert_int_equal(li.cached_reads, 0);
+}
+
 /* A full disk queue: the VSP leaves requests in the ring and picks them up
  * when completions free slots. */
 static void test_queue_back_pressure(void **state)
@@ -517,6 +556,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent, setup_threads, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_back_pressure, setup_threads, teardown),
 		cmocka_unit_test_setup_teardown(test_drain, setup_threads, teardown),
+		cmocka_unit_test_setup_teardown(test_cached_writes, setup_threads, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_io_in_flight, setup_threads, teardown),
 	};
 
