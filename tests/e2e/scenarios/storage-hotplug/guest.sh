@@ -35,6 +35,8 @@ fi
 until_ok 90 '[ -z "$(disk_of 1)" ]' && report hotremove gone || report hotremove still-there
 # The grown disk: its data stays, and the new end is usable.
 pattern lun0 | dd of="$a" bs=1M oflag=direct conv=fsync 2>/dev/null
+# Again in 4 KiB writes, over data the image now holds (see host.sh).
+pattern lun0 | dd of="$a" bs=4k oflag=direct conv=fsync 2>/dev/null
 report written yes
 until_ok 90 '[ "$(blockdev --getsize64 "$a")" != "$size0" ]'
 size=$(blockdev --getsize64 "$a")
