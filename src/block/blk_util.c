@@ -203,14 +203,6 @@ int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t 
 	return rw_iov(fd, iov, niov, len, off, flags, true);
 }
 
-int blk_nowait_result(bool *unsupported, int ret)
-{
-	if (ret != -EOPNOTSUPP)
-		return ret;
-	__atomic_store_n(unsupported, true, __ATOMIC_RELAXED);
-	return -EAGAIN;
-}
-
 int blk_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
 	struct iovec iov = { (void *)buf, len };

@@ -291,34 +291,41 @@ int blk_writev(struct blk_disk *d, uint64_t off, const struct iovec *iov, int ni
 	return d->drv->writev(d->img, off, iov, niov, len, flags);
 }
 
-int blk_readv_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
-		     size_t len)
+/* A driver's readv_nowait or writev_nowait, unless it said the file system
+ * cannot do it (then -EAGAIN at once, ever after). */
+static int nowait_io(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
+		     size_t len, bool wr)
 {
+	bool *unsupported = wr ? &d->no_nowait_write : &d->no_nowait_read;
 	struct blk_info info;
 	int ret;
 
-	if (!d->drv->readv_nowait)
+	if (!(wr ? d->drv->writev_nowait : d->drv->readv_nowait) ||
+	    __atomic_load_n(unsupported, __ATOMIC_RELAXED))
 		return -EAGAIN;
 	ret = check_vector(d, off, iov, niov, len, &info);
 	if (ret || !len)
 		return ret;
-	return d->drv->readv_nowait(d->img, off, iov, niov, len);
+	if (wr && info.read_only)
+		return -EROFS;
+	ret = wr ? d->drv->writev_nowait(d->img, off, iov, niov, len)
+		 : d->drv->readv_nowait(d->img, off, iov, niov, len);
+	if (ret != -EOPNOTSUPP)
+		return ret;
+	__atomic_store_n(unsupported, true, __ATOMIC_RELAXED);
+	return -EAGAIN;
+}
+
+int blk_readv_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
+		     size_t len)
+{
+	return nowait_io(d, off, iov, niov, len, false);
 }
 
 int blk_writev_nowait(struct blk_disk *d, uint64_t off, const struct iovec *iov, int niov,
 		      size_t len)
 {
-	struct blk_info info;
-	int ret;
-
-	if (!d->drv->writev_nowait)
-		return -EAGAIN;
-	ret = check_vector(d, off, iov, niov, len, &info);
-	if (ret || !len)
-		return ret;
-	if (info.read_only)
-		return -EROFS;
-	return d->drv->writev_nowait(d->img, off, iov, niov, len);
+	return nowait_io(d, off, iov, niov, len, true);
 }
 
 int blk_write(struct blk_disk *d, uint64_t off, const void *buf, size_t len, unsigned flags)

@@ -71,13 +71,15 @@ struct blk_driver {
 	int (*writev)(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
 		      size_t len, unsigned flags);
 	/* Optional: readv only if it cannot block (data in the page cache, no
-	 * lock held by a resize): 0, -EAGAIN (call readv or read on a worker)
-	 * or another negative errno (the read failed). */
+	 * lock held by a resize): 0, -EAGAIN (call readv or read on a worker),
+	 * -EOPNOTSUPP (the file system cannot tell: blk_readv_nowait() stops
+	 * asking) or another negative errno (the read failed). */
 	int (*readv_nowait)(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
 			    size_t len);
 	/* Optional: writev (without FUA) only if it cannot block (the space
 	 * is allocated and the file system takes the data into its page cache
-	 * without waiting): 0, -EAGAIN or another negative errno, as above. */
+	 * without waiting): 0, -EAGAIN, -EOPNOTSUPP or another negative errno,
+	 * as above. */
 	int (*writev_nowait)(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,
 			     size_t len);
 	int (*flush)(struct blk_image *img);
@@ -92,6 +94,9 @@ struct blk_disk {
 	const struct blk_driver *drv;
 	struct blk_image *img;
 	char *path;
+	/* The driver said -EOPNOTSUPP to a readv_nowait, writev_nowait: the
+	 * file system has no RWF_NOWAIT reads, buffered writes (ext4, tmpfs). */
+	bool no_nowait_read, no_nowait_write;
 };
 
 /* Open `path` as `format` (BLK_FMT_AUTO: probe, raw last). On an O_DIRECT

@@ -74,10 +74,6 @@ int blk_pwrite(int fd, const void *buf, size_t len, uint64_t off);
  * cannot tell. */
 int blk_preadv(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off, int flags);
 int blk_pwritev(int fd, const struct iovec *iov, int niov, size_t len, uint64_t off, int flags);
-/* The result of a RWF_NOWAIT attempt: -EOPNOTSUPP (the file system has no
- * such I/O) sets *unsupported, so that later attempts are skipped, and
- * becomes -EAGAIN (do it the blocking way). */
-int blk_nowait_result(bool *unsupported, int ret);
 /* The elements covering bytes [skip, skip+len) of iov, in out (room for
  * max); returns how many, or -1 if more than max are needed. */
 int blk_iov_slice(const struct iovec *iov, int niov, size_t skip, size_t len, struct iovec *out,

@@ -20,8 +20,6 @@ struct raw_image {
 	uint64_t size;     /* the disk's size: the file's, rounded up to a sector */
 	uint32_t lss, pss;
 	pthread_rwlock_t lock; /* resize against I/O */
-	bool no_nowait_read;   /* the file system has no RWF_NOWAIT reads */
-	bool no_nowait_write;  /* nor RWF_NOWAIT buffered writes (ext4, tmpfs) */
 };
 
 static struct raw_image *RAW(struct blk_image *img)
@@ -121,12 +119,11 @@ static int raw_readv_nowait(struct blk_image *img, uint64_t off, const struct io
 	struct raw_image *r = RAW(img);
 	int ret;
 
-	if (__atomic_load_n(&r->no_nowait_read, __ATOMIC_RELAXED) ||
-	    pthread_rwlock_tryrdlock(&r->lock))
+	if (pthread_rwlock_tryrdlock(&r->lock))
 		return -EAGAIN;
 	ret = blk_preadv(r->fd, iov, niov, len, off, RWF_NOWAIT);
 	pthread_rwlock_unlock(&r->lock);
-	return blk_nowait_result(&r->no_nowait_read, ret);
+	return ret;
 }
 
 static int raw_writev_nowait(struct blk_image *img, uint64_t off, const struct iovec *iov,
@@ -135,12 +132,11 @@ static int raw_writev_nowait(struct blk_image *img, uint64_t off, const struct i
 	struct raw_image *r = RAW(img);
 	int ret;
 
-	if (__atomic_load_n(&r->no_nowait_write, __ATOMIC_RELAXED) ||
-	    pthread_rwlock_tryrdlock(&r->lock))
+	if (pthread_rwlock_tryrdlock(&r->lock))
 		return -EAGAIN;
 	ret = blk_pwritev(r->fd, iov, niov, len, off, RWF_NOWAIT);
 	pthread_rwlock_unlock(&r->lock);
-	return blk_nowait_result(&r->no_nowait_write, ret);
+	return ret;
 }
 
 static int raw_writev(struct blk_image *img, uint64_t off, const struct iovec *iov, int niov,

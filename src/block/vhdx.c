@@ -1143,12 +1143,11 @@ static int vhdx_readv_nowait(struct blk_image *img, uint64_t off, const struct i
 	struct vhdx *v = VHDX(img);
 	int ret;
 
-	if (__atomic_load_n(&v->no_nowait_read, __ATOMIC_RELAXED) ||
-	    pthread_rwlock_tryrdlock(&v->lock))
+	if (pthread_rwlock_tryrdlock(&v->lock))
 		return -EAGAIN;
 	ret = read_blocks(v, off, iov, niov, len, true);
 	pthread_rwlock_unlock(&v->lock);
-	return blk_nowait_result(&v->no_nowait_read, ret);
+	return ret;
 }
 
 /* ---- writing ---- */
@@ -1384,13 +1383,12 @@ static int vhdx_writev_nowait(struct blk_image *img, uint64_t off, const struct 
 
 	if (__atomic_load_n(&v->broken, __ATOMIC_RELAXED))
 		return -EIO;
-	if (__atomic_load_n(&v->no_nowait_write, __ATOMIC_RELAXED) ||
-	    !__atomic_load_n(&v->data_guid_done, __ATOMIC_ACQUIRE) ||
+	if (!__atomic_load_n(&v->data_guid_done, __ATOMIC_ACQUIRE) ||
 	    pthread_rwlock_tryrdlock(&v->lock))
 		return -EAGAIN;
 	ret = write_blocks(v, off, iov, niov, len, true);
 	pthread_rwlock_unlock(&v->lock);
-	return blk_nowait_result(&v->no_nowait_write, ret);
+	return ret;
 }
 
 static int vhdx_flush(struct blk_image *img)

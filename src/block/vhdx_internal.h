@@ -76,8 +76,6 @@ struct vhdx {
 	bool file_guid_done;    /* FileWriteGuid renewed this session */
 	bool data_guid_done;    /* DataWriteGuid renewed this session */
 	bool broken;            /* a metadata update failed halfway: no more writes */
-	bool no_nowait_read;    /* the file system has no RWF_NOWAIT reads */
-	bool no_nowait_write;   /* nor RWF_NOWAIT buffered writes (ext4, tmpfs) */
 	pthread_rwlock_t lock;  /* I/O (shared) against discard, resize (exclusive) */
 	pthread_mutex_t meta;   /* allocation, the log, headers */
 };

@@ -642,12 +642,40 @@ static void cached_read(struct blk_disk *d, uint64_t off, uint8_t *buf, bool *ca
 	*cached = st.cached_reads == 1;
 }
 
+/* A fresh directory for the real-file tests, the paths of a raw file (made,
+ * 1 MiB, sparse) and of a VHDX (not made) in it. */
+struct test_files {
+	char dir[32], raw[64], vhdx[64];
+};
+
+static void files_new(struct test_files *f)
+{
+	int fd;
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/hvmm-blkq-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->raw, sizeof(f->raw), "%s/disk.raw", f->dir);
+	snprintf(f->vhdx, sizeof(f->vhdx), "%s/disk.vhdx", f->dir);
+	fd = open(f->raw, O_RDWR | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+}
+
+static void files_remove(const struct test_files *f)
+{
+	char cmd[64];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* Reads whose data is in the page cache complete without a worker, on raw
  * files and on a dynamic VHDX (allocated and unallocated blocks), with the
  * right data; a disk without read_nowait always uses a worker. */
 static void test_cached_reads(void **state)
 {
-	char dir[] = "/tmp/hvmm-blkq-XXXXXX", raw[64], vhdx[64], cmd[96];
+	struct test_files f;
 	struct blk_create_opts o = { .format = BLK_FMT_VHDX, .size = 64u << 20 };
 	struct blk_error err = { "" };
 	uint8_t *buf = aligned_alloc(4096, 4096), want[4096];
@@ -655,27 +683,24 @@ static void test_cached_reads(void **state)
 	bool cached, nowait;
 	int fd;
 
-	assert_non_null(mkdtemp(dir));
-	snprintf(raw, sizeof(raw), "%s/a.raw", dir);
-	snprintf(vhdx, sizeof(vhdx), "%s/a.vhdx", dir);
+	files_new(&f);
 	for (unsigned i = 0; i < sizeof(want); i++)
 		want[i] = (uint8_t)(i * 13 + 1);
-	fd = open(raw, O_RDWR | O_CREAT, 0644);
+	fd = open(f.raw, O_RDWR);
 	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, 1 << 20), 0);
 	assert_int_equal(pwrite(fd, want, sizeof(want), 65536), (ssize_t)sizeof(want));
 	close(fd);
-	nowait = nowait_reads_work(raw);
+	nowait = nowait_reads_work(f.raw);
 
-	d = blk_open(raw, BLK_FMT_RAW, 0, &err);
+	d = blk_open(f.raw, BLK_FMT_RAW, 0, &err);
 	assert_non_null(d);
 	cached_read(d, 65536, buf, &cached);
 	assert_memory_equal(buf, want, sizeof(want));
 	assert_int_equal(cached, nowait);
 	blk_close(d);
 
-	assert_int_equal(blk_create(vhdx, &o, &err), 0);
-	d = blk_open(vhdx, BLK_FMT_VHDX, 0, &err);
+	assert_int_equal(blk_create(f.vhdx, &o, &err), 0);
+	d = blk_open(f.vhdx, BLK_FMT_VHDX, 0, &err);
 	assert_non_null(d);
 	assert_int_equal(blk_write(d, 40u << 20, want, sizeof(want), 0), 0);
 	cached_read(d, 40u << 20, buf, &cached); /* an allocated block */
@@ -691,8 +716,7 @@ static void test_cached_reads(void **state)
 	cached_read(disk, 0, buf, &cached); /* the memory disk has no read_nowait */
 	assert_false(cached);
 	free(buf);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	files_remove(&f);
 }
 
 /* Does this file system take RWF_NOWAIT buffered writes over written data
@@ -732,7 +756,7 @@ static bool cached_overwrite(struct blk_disk *d, uint64_t off, struct blkq_iov *
  * the data lands either way. */
 static void test_nowait_file_writes(void **state)
 {
-	char dir[] = "/tmp/hvmm-blkq-XXXXXX", raw[64], vhdx[64], cmd[96];
+	struct test_files f;
 	struct blk_create_opts o = { .format = BLK_FMT_VHDX, .size = 8u << 20,
 				     .block_size = 1u << 20 };
 	struct blk_error err = { "" };
@@ -741,28 +765,21 @@ static void test_nowait_file_writes(void **state)
 	struct blkq_stats st;
 	struct blk_disk *d;
 	bool nowait;
-	int fd;
 
-	assert_non_null(mkdtemp(dir));
-	snprintf(raw, sizeof(raw), "%s/w.raw", dir);
-	snprintf(vhdx, sizeof(vhdx), "%s/w.vhdx", dir);
-	fd = open(raw, O_RDWR | O_CREAT, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, 1 << 20), 0);
-	close(fd);
-	nowait = nowait_writes_work(raw, 12288);
+	files_new(&f);
+	nowait = nowait_writes_work(f.raw, 12288);
 	for (unsigned i = 0; i < 4096; i++)
 		buf[i] = (uint8_t)(i * 11 + 5);
 
-	d = blk_open(raw, BLK_FMT_RAW, 0, &err);
+	d = blk_open(f.raw, BLK_FMT_RAW, 0, &err);
 	assert_non_null(d);
 	assert_int_equal(cached_overwrite(d, 12288, &iov), nowait);
 	assert_int_equal(blk_read(d, 12288, got, 4096), 0);
 	assert_memory_equal(got, buf, 4096);
 	blk_close(d);
 
-	assert_int_equal(blk_create(vhdx, &o, &err), 0);
-	d = blk_open(vhdx, BLK_FMT_VHDX, 0, &err);
+	assert_int_equal(blk_create(f.vhdx, &o, &err), 0);
+	d = blk_open(f.vhdx, BLK_FMT_VHDX, 0, &err);
 	assert_non_null(d);
 	st = run_one(d, BLKQ_OP_WRITE, 8192, &iov, 1, 4096); /* allocates block 0 */
 	assert_int_equal(st.cached_writes, 0);
@@ -777,8 +794,7 @@ static void test_nowait_file_writes(void **state)
 	blk_close(d);
 
 	free(buf);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	files_remove(&f);
 }
 
 /* Scattered buffers: a write goes out as one scatter list and reads back;
@@ -786,7 +802,7 @@ static void test_nowait_file_writes(void **state)
  * across a VHDX block boundary into an unallocated block (zeros). */
 static void test_scattered_io(void **state)
 {
-	char dir[] = "/tmp/hvmm-blkq-XXXXXX", raw[64], vhdx[64], cmd[96];
+	struct test_files f;
 	struct blk_create_opts o = { .format = BLK_FMT_VHDX, .size = 8u << 20,
 				     .block_size = 1u << 20 };
 	struct blk_error err = { "" };
@@ -797,29 +813,23 @@ static void test_scattered_io(void **state)
 	bool nowait;
 	int fd;
 
-	assert_non_null(mkdtemp(dir));
-	snprintf(raw, sizeof(raw), "%s/s.raw", dir);
-	snprintf(vhdx, sizeof(vhdx), "%s/s.vhdx", dir);
+	files_new(&f);
 	for (unsigned i = 0; i < 3; i++) {
 		b[i] = aligned_alloc(4096, 4096);
 		iov[i] = (struct blkq_iov){ b[i], 4096 };
 	}
 	for (unsigned i = 0; i < sizeof(want); i++)
 		want[i] = (uint8_t)(i * 31 + 7);
-	fd = open(raw, O_RDWR | O_CREAT, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, 1 << 20), 0);
-	close(fd);
-	nowait = nowait_reads_work(raw);
+	nowait = nowait_reads_work(f.raw);
 
 	/* Write from three buffers, then check the file. */
-	d = blk_open(raw, BLK_FMT_RAW, 0, &err);
+	d = blk_open(f.raw, BLK_FMT_RAW, 0, &err);
 	assert_non_null(d);
 	for (unsigned i = 0; i < 3; i++)
 		memcpy(b[i], want + i * 4096, 4096);
 	st = run_one(d, BLKQ_OP_WRITE, 8192, iov, 3, sizeof(want));
 	assert_int_equal(st.writes, 1);
-	fd = open(raw, O_RDONLY);
+	fd = open(f.raw, O_RDONLY);
 	assert_int_equal(pread(fd, got, sizeof(got), 8192), (ssize_t)sizeof(got));
 	close(fd);
 	assert_memory_equal(got, want, sizeof(want));
@@ -834,8 +844,8 @@ static void test_scattered_io(void **state)
 	blk_close(d);
 
 	/* VHDX: the last 4 KiB of block 0 written, block 1 never. */
-	assert_int_equal(blk_create(vhdx, &o, &err), 0);
-	d = blk_open(vhdx, BLK_FMT_VHDX, 0, &err);
+	assert_int_equal(blk_create(f.vhdx, &o, &err), 0);
+	d = blk_open(f.vhdx, BLK_FMT_VHDX, 0, &err);
 	assert_non_null(d);
 	assert_int_equal(blk_write(d, (1u << 20) - 4096, want, 4096, 0), 0);
 	for (unsigned i = 0; i < 3; i++)
@@ -850,8 +860,7 @@ static void test_scattered_io(void **state)
 
 	for (unsigned i = 0; i < 3; i++)
 		free(b[i]);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
+	files_remove(&f);
 }
 
 int main(void)
