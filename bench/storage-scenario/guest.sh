@@ -91,6 +91,22 @@ for t in $tests; do
     report "fio_$t" "$(fio_job "$t" $rw $bs "$qd" --runtime="$runtime" --time_based --ramp_time=1)"
 done
 mark io1
+# Where the disk's interrupts and the cross-CPU calls went, and which CPUs
+# the guest thinks share a cache (blk-mq completes a request on the CPU that
+# issued it unless the interrupted one shares its cache): in the console log.
+echo "guest: rq_affinity $(cat /sys/block/${dev#/dev/}/queue/rq_affinity)" \
+     "llc-sharing $(cat /sys/devices/system/cpu/cpu0/cache/index3/shared_cpu_list 2>/dev/null || echo none)" \
+     "core-siblings $(cat /sys/devices/system/cpu/cpu0/topology/core_siblings_list)"
+grep -E 'CAL|hyperv|vmbus|virtio|HYP|HVS|RES|LOC' /proc/interrupts | tr -s ' ' | sed 's/^/guest: irq /'
+# The CPU topology the guest derived (what decides whether a completion on
+# another CPU needs an IPI).
+if grep -q bench.diag /proc/cmdline; then
+grep -E 'vendor_id|cpu family|^model|physical id|core id|cpu cores|siblings|apicid' /proc/cpuinfo | sed 's/^/guest: diag /'
+grep -o -w -E 'topoext|ht|cmp_legacy' /proc/cpuinfo | sort | uniq -c | sed 's/^/guest: diag flag /'
+for d in /sys/devices/system/cpu/cpu*/cache/index*; do echo "guest: diag $d level $(cat $d/level) $(cat $d/type) shared $(cat $d/shared_cpu_list)"; done
+mount -t debugfs none /sys/kernel/debug 2>/dev/null
+for d in /sys/kernel/debug/sched/domains/cpu*/domain*; do echo "guest: diag $d $(cat $d/name) $(cat $d/flags)"; done
+fi
 # Kernel complaints about the disk (I/O errors, SCSI aborts or resets).
 kmsg() { dmesg | grep -iE 'sd[a-z]|vd[a-z]|scsi|storvsc|blk_update|I/O error' |
          grep -iE 'error|abort|reset|timed? ?out|fail'; }

@@ -27,13 +27,27 @@ size=${BENCH_SIZE:-256M} runtime=${BENCH_RUNTIME:-5}
 HVCTL=${HVCTL:-$(dirname "$HVMM")/hvctl}
 tests=(seqread-qd1 seqread-qd32 seqwrite-qd1 seqwrite-qd32
        randread-qd1 randread-qd32 randwrite-qd1 randwrite-qd32)
+vms=(hvmm qemu vhdx)
+# pick NAME VALUE ALLOWED...: VALUE (BENCH_TESTS or BENCH_VMS) is a
+# comma-separated subset of ALLOWED, for a focused run; its words into picked.
+picked=()
+pick() {
+    local name=$1 v=$2 w; shift 2
+    picked=()
+    for w in ${v//,/ }; do
+        [[ " $* " == *" $w "* ]] || { verdict bench-storage "$name: unknown '$w' (one of: $*)"; exit 0; }
+        picked+=("$w")
+    done
+}
+if [[ -n ${BENCH_TESTS:-} ]]; then pick BENCH_TESTS "$BENCH_TESTS" "${tests[@]}"; tests=("${picked[@]}"); fi
+if [[ -n ${BENCH_VMS:-} ]]; then pick BENCH_VMS "$BENCH_VMS" "${vms[@]}"; vms=("${picked[@]}"); fi
 # KVM counters reported per disk request (those that exist are shown).
 counters=(exits io_exits mmio_exits hypercalls halt_exits irq_exits irq_window_exits
           irq_injections request_irq_exits signal_exits)
 vm_timeout=$((240 + ${#tests[@]} * (runtime + 15)))
 D=/mnt/bench-storage/run
 
-cmdline() { guest_cmdline "bench.disk=$1 bench.runtime=$runtime"; }
+cmdline() { local t="${tests[*]}"; guest_cmdline "bench.disk=$1 bench.runtime=$runtime bench.tests=${t// /,} bench.diag"; }
 hvmm_cmd() {  # DISK-SPEC; the API socket is only read when a VM hangs
     cmd=("$HVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --cmdline "$(cmdline scsi)"
          --memory "$mem" --cpus "$cpus" --disk "$1" --api "$D/api.sock")
@@ -78,6 +92,24 @@ exits_per_request() {
     done
 }
 
+# host_time NAME LOG: for hvmm, the mean time a read and a write spent in
+# hvmm's block layer (submission to completion, API read_time_ns and
+# write_time_ns) between io0 and io1, "read_us WRITE_us" (- when none).
+host_time() {
+    [[ $1 != qemu && -s $2.io0.disks && -s $2.io1.disks ]] || return 1
+    local k f v a=() b=()
+    for f in io0 io1; do
+        for k in reads writes read_time_ns write_time_ns; do
+            v=$(grep -o "\"$k\": *[0-9]*" "$2.$f.disks" | head -n 1)
+            v=${v##*[: ]}
+            [[ $f == io0 ]] && a+=("${v:-0}") || b+=("${v:-0}")
+        done
+    done
+    awk -v r="$((b[0] - a[0]))" -v w="$((b[1] - a[1]))" -v rt="$((b[2] - a[2]))" -v wt="$((b[3] - a[3]))" \
+        'BEGIN{if (r > 0) printf "%.0f ", rt / r / 1000; else printf "- ";
+               if (w > 0) printf "%.0f", wt / w / 1000; else printf "-"}'
+}
+
 # hang_report NAME PID: what a VM that did not finish was doing (its threads;
 # for hvmm also its disks through the API, twice 5 s apart: are requests
 # stuck in flight, do the counters move?).
@@ -120,7 +152,10 @@ run_vm() {
     while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < vm_timeout)) &&
           ! expect_in "$log" '##e2e## stuck='; do
         for v in io0 io1; do
-            [[ -e $log.$v ]] || ! expect_in "$log" "##e2e## $v=" || kvm_stats "$pid" >"$log.$v"
+            [[ -e $log.$v ]] || ! expect_in "$log" "##e2e## $v=" || {
+                kvm_stats "$pid" >"$log.$v"
+                [[ $name == qemu ]] || timeout 10 "$HVCTL" --api "$D/api.sock" disk list >"$log.$v.disks" 2>&1
+            }
         done
         sleep 0.2
     done
@@ -162,6 +197,7 @@ run_vm() {
         fi
     done
     exits_per_request "$name" "$log" && line+=" exits/request $(awk '$1 == "exits" {print $2}' "$log.exits")"
+    v=$(host_time "$name" "$log") && line+=" host-us/read,write ${v/ /,}"
     say "$name run $i ($((SECONDS - t0)) s):${line:- no figures}"
     if [[ -n $err ]]; then
         say "$name run $i: $err; the end of $(basename "$log"):"
@@ -204,7 +240,6 @@ dmesg -n 5   # warnings too: the backtraces of soft lockups and RCU stalls
          "$(ps -o pid,stat,rss,comm 2>/dev/null | grep -E 'hvmm|qemu|fio' | tr -s ' ' | tr '\n' ';')"
  done) </dev/null &
 ticker=$!
-vms=(hvmm qemu vhdx)
 [[ -x $HVMM ]] || { vms=(qemu); say "hvmm: $HVMM not found"; }
 say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on $fs (loop device over tmpfs);" \
     "fio O_DIRECT libaio, $runtime s per job after a 1 s ramp"
@@ -236,7 +271,7 @@ for t in "${tests[@]}" fill; do
 done
 say "goal hvmm/qemu >= 1.2: met on $met_q of $n_q lines; goal vhdx/hvmm >= 0.9: met on $met_v of $n_v lines"
 if ls "$LOGDIR"/*.exits >/dev/null 2>&1; then
-    say "KVM exits etc. per disk request over the 8 jobs, medians (KVM debugfs; timer exits included):"
+    say "KVM exits etc. per disk request over the jobs, medians (KVM debugfs; timer exits included):"
     say "$(printf '%-18s %10s %10s %10s' counter hvmm qemu vhdx)"
     for c in "${counters[@]}"; do
         cols=() any=

@@ -21,6 +21,7 @@
 
 #include "api/http.h"
 #include "api/router.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define API_LISTEN_BACKLOG 16
@@ -55,14 +56,6 @@ struct api {
 	unsigned nr_conns;
 	unsigned idle_timeout_ms, request_timeout_ms;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- the timer: idle connections, paused accepts ---- */
 
@@ -136,7 +129,7 @@ static int conn_flush(struct api_conn *conn)
 			return -errno;
 		}
 		http_buf_consume(&conn->out, (size_t)n);
-		conn->last_activity_ms = now_ms();
+		conn->last_activity_ms = mono_ms();
 	}
 	return 0;
 }
@@ -158,7 +151,7 @@ static int conn_read(struct api_conn *conn)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
 	if (n == 0)
 		return -ECONNRESET;
-	conn->last_activity_ms = now_ms();
+	conn->last_activity_ms = mono_ms();
 	if (!conn->request_start_ms)
 		conn->request_start_ms = conn->last_activity_ms;
 	http_parser_feed(&conn->in, chunk, (size_t)n);
@@ -185,7 +178,7 @@ static int conn_answer(struct api_conn *conn)
 	if (!keep_alive)
 		conn->close_after_write = true;
 	http_parser_next(&conn->in);
-	conn->request_start_ms = http_parser_has_partial(&conn->in) ? now_ms() : 0;
+	conn->request_start_ms = http_parser_has_partial(&conn->in) ? mono_ms() : 0;
 	return 0;
 }
 
@@ -256,7 +249,7 @@ static int conn_new(struct api *api, int fd)
 		return -ENOMEM;
 	conn->api = api;
 	conn->events = EPOLLIN;
-	conn->last_activity_ms = now_ms();
+	conn->last_activity_ms = mono_ms();
 	http_parser_init(&conn->in, HTTP_REQUEST, HTTP_MAX_REQUEST_BODY);
 	ret = loop_add(api->loop, &conn->src, fd, EPOLLIN, on_conn_event);
 	if (ret < 0) {
@@ -356,7 +349,7 @@ static void on_listener_event(struct loop_source *src, uint32_t events)
 static void on_tick(struct loop_timer *t)
 {
 	struct api *api = container_of(t, struct api, tick);
-	uint64_t now = now_ms();
+	uint64_t now = mono_ms();
 
 	accept_resume(api);
 	for (struct api_conn *conn = api->conns; conn; conn = conn->next)

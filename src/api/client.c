@@ -11,20 +11,13 @@
 #include <unistd.h>
 
 #include "api/http.h"
+#include "util/clock.h"
 
 #define CONNECT_RETRY_MS 10
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static int remaining_ms(uint64_t deadline)
 {
-	uint64_t now = now_ms();
+	uint64_t now = mono_ms();
 
 	if (now >= deadline)
 		return 0;
@@ -153,7 +146,7 @@ static int decode_body(const struct http_message *msg, json_t **body, struct api
 static int exchange(const char *socket_path, const struct http_buf *request, unsigned timeout_ms,
 		    struct api_response *resp, struct api_error *err)
 {
-	uint64_t deadline = now_ms() + timeout_ms;
+	uint64_t deadline = mono_ms() + timeout_ms;
 	struct api_error send_err = { { 0 } };
 	struct http_parser p;
 	int fd, sent, ret;

@@ -15,6 +15,7 @@
 
 #include "block/block_internal.h"
 #include "core/loop.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 struct blkq {
@@ -22,6 +23,7 @@ struct blkq {
 	struct loop *loop;
 	struct loop_source src;
 	bool src_added;
+	struct loop_defer deliver; /* completions of requests run on the loop thread */
 	int efd;
 	unsigned nthreads, depth;
 	size_t bounce_size;
@@ -267,8 +269,11 @@ static void *worker(void *arg)
 			ret = exec_req(q, r, bounce);
 		pthread_mutex_lock(&q->lock);
 		wake = finish_locked(q, r, ret);
-		if (wake)
+		if (wake) { /* kick without the lock the loop thread is about to take */
+			pthread_mutex_unlock(&q->lock);
 			kick_eventfd(q);
+			pthread_mutex_lock(&q->lock);
+		}
 	}
 	pthread_mutex_unlock(&q->lock);
 	free(bounce);
@@ -280,6 +285,13 @@ static void *worker(void *arg)
 static void on_event(struct loop_source *src, uint32_t events)
 {
 	blkq_poll(container_of(src, struct blkq, src));
+}
+
+static unsigned deliver(struct blkq *q);
+
+static void on_deliver(struct loop_defer *d)
+{
+	deliver(container_of(d, struct blkq, deliver));
 }
 
 int blkq_new(struct blkq **out, struct blk_disk *disk, struct loop *loop,
@@ -309,6 +321,7 @@ int blkq_new(struct blkq **out, struct blk_disk *disk, struct loop *loop,
 	q->bounce_size = cfg->bounce_size;
 	q->sector = info.logical_sector == 4096 ? 4096 : 512;
 	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	q->deliver.fn = on_deliver;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->work_cv, NULL);
 	pthread_cond_init(&q->idle_cv, NULL);
@@ -351,7 +364,9 @@ fail:
 /* A read whose data is in the page cache, or a write the file system takes
  * into its page cache without waiting, costs one copy: do it here rather
  * than wake a worker (two thread switches) for it. False if it would block;
- * never for FUA writes, which wait for the disk. */
+ * never for FUA writes, which wait for the disk. Its done callback runs
+ * once the loop callback that submitted it returns (with no loop: at the
+ * owner's next blkq_poll). */
 static bool run_nowait(struct blkq *q, struct blkq_req *r)
 {
 	const struct iovec *iov = as_iovec(r);
@@ -374,7 +389,9 @@ static bool run_nowait(struct blkq *q, struct blkq_req *r)
 	q->unfinished++;
 	wake = finish_locked(q, r, ret);
 	pthread_mutex_unlock(&q->lock);
-	if (wake)
+	if (wake && q->loop)
+		loop_defer(q->loop, &q->deliver);
+	else if (wake)
 		kick_eventfd(q);
 	return true;
 }
@@ -421,16 +438,18 @@ int blkq_submit(struct blkq *q, struct blkq_req *r)
 	}
 	r->result = 0;
 	r->seq = q->next_seq++;
+	r->submitted_ns = mono_ns();
 	q->inflight++;
 	if (run_nowait(q, r))
 		return 0;
 	pthread_mutex_lock(&q->lock);
 	list_append(&q->pend_head, &q->pend_tail, r);
 	q->unfinished++;
+	pthread_mutex_unlock(&q->lock);
+	/* After unlocking: a worker woken under the lock would only block on it. */
 	if (q->nthreads)
 		pthread_cond_signal(&q->work_cv);
-	pthread_mutex_unlock(&q->lock);
-	if (!q->nthreads)
+	else
 		kick_eventfd(q);
 	return 0;
 }
@@ -476,20 +495,25 @@ static void run_inline(struct blkq *q)
 	}
 }
 
-static void account(struct blkq *q, const struct blkq_req *r)
+static void account(struct blkq *q, const struct blkq_req *r, uint64_t now)
 {
 	struct blkq_stats *s = &q->stats;
+	/* CLOCK_MONOTONIC read on two CPUs whose clocks disagree (seen under
+	 * nested emulation) can step back: count such a request as 0 ns. */
+	uint64_t took = now > r->submitted_ns ? now - r->submitted_ns : 0;
 
 	if (r->result)
 		s->errors++;
 	switch (r->op) {
 	case BLKQ_OP_READ:
 		s->reads++;
+		s->read_ns += took;
 		if (!r->result)
 			s->bytes_read += r->len;
 		break;
 	case BLKQ_OP_WRITE:
 		s->writes++;
+		s->write_ns += took;
 		if (!r->result)
 			s->bytes_written += r->len;
 		break;
@@ -505,10 +529,39 @@ static void account(struct blkq *q, const struct blkq_req *r)
 	}
 }
 
-unsigned blkq_poll(struct blkq *q)
+/* Run the done callbacks of everything finished. */
+static unsigned deliver(struct blkq *q)
 {
 	struct blkq_req *list;
 	unsigned n = 0;
+	uint64_t now;
+
+	if (q->delivering)
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	list = q->done_head;
+	q->done_head = q->done_tail = NULL;
+	pthread_mutex_unlock(&q->lock);
+	if (!list)
+		return 0;
+	now = mono_ns();
+	q->delivering = true;
+	while (list) {
+		struct blkq_req *r = list;
+
+		list = r->next;
+		r->next = r->prev = NULL;
+		q->inflight--;
+		account(q, r, now);
+		r->done(r); /* may free r or submit */
+		n++;
+	}
+	q->delivering = false;
+	return n;
+}
+
+unsigned blkq_poll(struct blkq *q)
+{
 	uint64_t cnt;
 
 	if (q->delivering)
@@ -517,23 +570,7 @@ unsigned blkq_poll(struct blkq *q)
 		log_ratelimited(LOG_ERR, "blkq: eventfd read: %s", strerror(errno));
 	if (!q->nthreads)
 		run_inline(q);
-	pthread_mutex_lock(&q->lock);
-	list = q->done_head;
-	q->done_head = q->done_tail = NULL;
-	pthread_mutex_unlock(&q->lock);
-	q->delivering = true;
-	while (list) {
-		struct blkq_req *r = list;
-
-		list = r->next;
-		r->next = r->prev = NULL;
-		q->inflight--;
-		account(q, r);
-		r->done(r); /* may free r or submit */
-		n++;
-	}
-	q->delivering = false;
-	return n;
+	return deliver(q);
 }
 
 void blkq_drain(struct blkq *q)
@@ -573,6 +610,8 @@ void blkq_free(struct blkq *q)
 	pthread_mutex_unlock(&q->lock);
 	for (unsigned i = 0; i < q->nr_started; i++)
 		pthread_join(q->threads[i], NULL);
+	if (q->loop)
+		loop_defer_cancel(q->loop, &q->deliver);
 	if (q->src_added)
 		loop_del(q->loop, &q->src);
 	if (q->efd >= 0)

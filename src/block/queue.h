@@ -25,8 +25,10 @@
  * blk_writev_nowait(); if it can be done without blocking (data cached;
  * a file system that takes buffered writes without waiting, such as XFS
  * or btrfs, and space already allocated) it costs one copy and no thread
- * switch (its done callback still runs later, from blkq_poll()). Otherwise
- * a worker runs it.
+ * switch; its done callback still runs later, never inside blkq_submit():
+ * with a loop as a deferred call (struct loop_defer) once the loop callback
+ * that submitted it returns, without a loop from blkq_poll(). Otherwise a
+ * worker runs it.
  *
  * Buffers: a read or write whose data is one 4 KiB-aligned buffer goes
  * straight to blk_read()/blk_write(); a scatter list of whole sectors to
@@ -102,6 +104,7 @@ struct blkq_req {
 	/* Private to the queue. */
 	struct blkq_req *next, *prev;
 	uint64_t seq;
+	uint64_t submitted_ns; /* CLOCK_MONOTONIC */
 };
 
 struct blkq_config {
@@ -157,6 +160,8 @@ struct blkq_stats {
 	uint64_t errors;
 	uint64_t cached_reads;  /* of reads: served from the page cache without a worker */
 	uint64_t cached_writes; /* of writes: into the page cache without a worker */
+	/* Summed time from submission to completion (before the done callback). */
+	uint64_t read_ns, write_ns;
 };
 
 /* Counters of delivered requests. */

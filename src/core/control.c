@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -14,16 +13,9 @@
 #include "core/vm.h"
 #include "hyperv/kvm_hv.h"
 #include "ic/ic.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "vmbus/server.h"
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void force_stop(struct control *c, const char *why)
 {
@@ -108,7 +100,7 @@ static int get_status(void *ctx, const json_t *body, json_t **reply, struct api_
 	*reply = json_pack("{s:s, s:f, s:i, s:I, s:o, s:o, s:o}",
 			   "state", atomic_load(&vm->stop) != VM_RUNNING ? "stopped"
 				    : c->stopping ? "shutting-down" : "running",
-			   "uptime_s", (double)(now_ms() - c->boot_ms) / 1000.0,
+			   "uptime_s", (double)(mono_ms() - c->boot_ms) / 1000.0,
 			   "vcpus", (int)vm->cfg->nr_cpus,
 			   "memory_bytes", (json_int_t)vm->cfg->mem_size,
 			   "vmbus_version", vmbus_version,
@@ -156,7 +148,7 @@ static int put_stop(void *ctx, const json_t *body, json_t **reply, struct api_er
 static json_t *disk_json(const struct storvsp_lun_info *d)
 {
 	return json_pack("{s:i, s:i, s:s, s:s, s:I, s:i, s:b, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-			 " s:I, s:I}",
+			 " s:I, s:I, s:I, s:I}",
 			 "controller", (int)d->controller, "lun", (int)d->lun, "path", d->label,
 			 "format", d->format, "size_bytes", (json_int_t)d->size, "block_size",
 			 (int)d->block_size, "read_only", d->read_only, "inflight", (int)d->inflight,
@@ -164,7 +156,8 @@ static json_t *disk_json(const struct storvsp_lun_info *d)
 			 (json_int_t)d->flushes, "unmaps", (json_int_t)d->unmaps, "bytes_read",
 			 (json_int_t)d->bytes_read, "bytes_written", (json_int_t)d->bytes_written,
 			 "errors", (json_int_t)d->errors, "cached_reads", (json_int_t)d->cached_reads,
-			 "cached_writes", (json_int_t)d->cached_writes);
+			 "cached_writes", (json_int_t)d->cached_writes, "read_time_ns",
+			 (json_int_t)d->read_ns, "write_time_ns", (json_int_t)d->write_ns);
 }
 
 static json_t *disks_json(struct vm *vm)
@@ -415,7 +408,7 @@ int control_init(struct control *c, struct loop *loop, const char *api_path,
 void control_attach(struct control *c, struct vm *vm)
 {
 	c->vm = vm;
-	c->boot_ms = now_ms();
+	c->boot_ms = mono_ms();
 	c->stopping = false;
 	loop_timer_disarm(&c->grace);
 }

@@ -9,6 +9,7 @@
 struct loop {
 	int epfd;
 	bool stop;
+	struct loop_defer *defer_head, **defer_tail; /* FIFO */
 };
 
 struct loop *loop_new(void)
@@ -22,6 +23,7 @@ struct loop *loop_new(void)
 		free(l);
 		return NULL;
 	}
+	l->defer_tail = &l->defer_head;
 	return l;
 }
 
@@ -63,11 +65,50 @@ void loop_stop(struct loop *l)
 	l->stop = true;
 }
 
+void loop_defer(struct loop *l, struct loop_defer *d)
+{
+	if (d->queued)
+		return;
+	d->queued = true;
+	d->next = NULL;
+	*l->defer_tail = d;
+	l->defer_tail = &d->next;
+}
+
+void loop_defer_cancel(struct loop *l, struct loop_defer *d)
+{
+	struct loop_defer **p = &l->defer_head;
+
+	if (!d->queued)
+		return;
+	while (*p != d)
+		p = &(*p)->next;
+	*p = d->next;
+	if (l->defer_tail == &d->next)
+		l->defer_tail = p;
+	d->queued = false;
+}
+
+/* Run the deferred calls, including those they queue. */
+static void run_deferred(struct loop *l)
+{
+	while (l->defer_head && !l->stop) {
+		struct loop_defer *d = l->defer_head;
+
+		l->defer_head = d->next;
+		if (!l->defer_head)
+			l->defer_tail = &l->defer_head;
+		d->queued = false;
+		d->fn(d);
+	}
+}
+
 int loop_run(struct loop *l)
 {
 	struct epoll_event ev[16];
 
 	l->stop = false;
+	run_deferred(l); /* queued before the loop ran */
 	while (!l->stop) {
 		int n = epoll_wait(l->epfd, ev, 16, -1);
 
@@ -79,6 +120,7 @@ int loop_run(struct loop *l)
 		for (int i = 0; i < n && !l->stop; i++) {
 			struct loop_source *src = ev[i].data.ptr;
 			src->fn(src, ev[i].events);
+			run_deferred(l);
 		}
 	}
 	return 0;

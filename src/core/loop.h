@@ -31,6 +31,20 @@ int loop_run(struct loop *l);
 /* Make loop_run() return after the current callback (loop thread only). */
 void loop_stop(struct loop *l);
 
+/* A deferred call: runs once on the loop thread after the callback that
+ * queued it returns, before the loop waits again. Cheaper than an eventfd
+ * (no system call) for work the loop thread hands to itself, such as
+ * completions of requests it finished while handling another event.
+ * Embed in the owner's struct; queueing one that is queued already does
+ * nothing; cancel it before freeing the owner. */
+struct loop_defer {
+	struct loop_defer *next;
+	bool queued;
+	void (*fn)(struct loop_defer *d);
+};
+void loop_defer(struct loop *l, struct loop_defer *d);
+void loop_defer_cancel(struct loop *l, struct loop_defer *d);
+
 /* A one-shot or periodic timer on a timerfd. */
 struct loop_timer {
 	struct loop_source src;

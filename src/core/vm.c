@@ -9,12 +9,12 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/disks.h"
 #include "hyperv/kvm_hv.h"
 #include "ic/ic.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "x86/acpi.h"
 #include "x86/boot.h"
@@ -192,10 +192,7 @@ static int guest_utc_now(void *ctx, uint64_t *filetime, uint64_t *reftime)
 
 static uint64_t monotonic_ms(void *ctx)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return mono_ms();
 }
 
 static int start_storage(struct vm *vm)

@@ -11,6 +11,7 @@
 #include "core/loop.h"
 #include "ic/ic_proto.h"
 #include "ic/ic_service.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "vmbus/server.h"
 
@@ -77,10 +78,7 @@ uint64_t ic_filetime_from_unix(int64_t sec, long nsec)
 
 static uint64_t default_monotonic_ms(void *ctx)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return mono_ms();
 }
 
 static int default_utc_now(void *ctx, uint64_t *filetime, uint64_t *reftime)

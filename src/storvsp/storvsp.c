@@ -1229,6 +1229,8 @@ size_t storvsp_list(struct storvsp *sv, struct storvsp_lun_info *out, size_t max
 			o->errors = st.errors;
 			o->cached_reads = st.cached_reads;
 			o->cached_writes = st.cached_writes;
+			o->read_ns = st.read_ns;
+			o->write_ns = st.write_ns;
 		}
 	}
 	return n;

@@ -152,6 +152,7 @@ struct storvsp_lun_info {
 	uint64_t reads, writes, flushes, unmaps;
 	uint64_t bytes_read, bytes_written, errors;
 	uint64_t cached_reads, cached_writes; /* done on the event loop, no worker */
+	uint64_t read_ns, write_ns; /* summed host time, submission to completion */
 };
 
 /* Fill up to `max` entries (ordered by controller, LUN); returns how many

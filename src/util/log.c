@@ -1,9 +1,9 @@
+#include "util/clock.h"
 #include "util/log.h"
 
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <time.h>
 
 enum log_level log_threshold = LOG_INFO;
 
@@ -23,18 +23,10 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	fprintf(stderr, "hvmm: %s: %s\n", level_name[lvl], line);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool log_ratelimit_allow(struct log_ratelimit *rl)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	uint64_t now = now_ms();
+	uint64_t now = mono_ms();
 	unsigned dropped = 0;
 	bool ok;
 

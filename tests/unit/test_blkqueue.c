@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -540,6 +541,86 @@ static void test_loop_delivery(void **state)
 	free(buf);
 }
 
+/* With a loop, a request done at submit (a write the disk took without
+ * waiting) is delivered by a deferred call once the submitting callback
+ * returns: its eventfd is never kicked. */
+struct submitter {
+	struct loop_source src;
+	struct blkq_req r;
+	bool efd_kicked;
+};
+
+static void submit_from_loop(struct loop_source *src, uint32_t events)
+{
+	struct submitter *s = container_of(src, struct submitter, src);
+	struct pollfd p = { .fd = blkq_event_fd(q), .events = POLLIN };
+	uint64_t v;
+
+	assert_int_equal(read(src->fd, &v, sizeof(v)), sizeof(v));
+	assert_int_equal(blkq_submit(q, &s->r), 0);
+	assert_int_equal(md->nowait_done, 1); /* done at submit */
+	assert_int_equal(dr.count, 0);        /* but not delivered inside it */
+	s->efd_kicked = poll(&p, 1, 0) == 1;
+}
+
+static void test_loop_deferred_delivery(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_config cfg;
+	struct submitter s = { 0 };
+	int fd = eventfd(0, EFD_NONBLOCK);
+
+	test_loop = loop_new();
+	assert_non_null(test_loop);
+	blkq_default_config(&cfg);
+	assert_int_equal(blkq_new(&q, disk, test_loop, &cfg), 0);
+	md->nowait_writes = true;
+	memset(buf, 0x77, 4096);
+	rw_req(&s.r, BLKQ_OP_WRITE, 4096, &iov, 1, 4096);
+	s.r.done = on_done_stop;
+	assert_int_equal(loop_add(test_loop, &s.src, fd, EPOLLIN, submit_from_loop), 0);
+	assert_int_equal(eventfd_write(fd, 1), 0);
+	assert_int_equal(loop_run(test_loop), 0);
+	assert_int_equal(dr.count, 1);
+	assert_int_equal(dr.last_result, 0);
+	assert_false(s.efd_kicked);
+	assert_int_equal(md->data[4096], 0x77);
+	loop_del(test_loop, &s.src);
+	close(fd);
+	blkq_free(q);
+	q = NULL;
+	loop_free(test_loop);
+	free(buf);
+}
+
+/* The stats sum each read's and write's time from submission to
+ * completion: a write the disk holds 30 ms counts at least that long. */
+static void test_time_stats(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req w, r;
+	struct blkq_stats st;
+
+	make_queue(1, 4);
+	md->write_delay_us = 30000;
+	rw_req(&w, BLKQ_OP_WRITE, 0, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &w), 0);
+	wait_count(1);
+	blkq_get_stats(q, &st);
+	assert_true(st.write_ns >= 30000000u);
+	assert_true(st.write_ns < 5000000000u);
+	assert_int_equal(st.read_ns, 0);
+	rw_req(&r, BLKQ_OP_READ, 0, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &r), 0);
+	wait_count(2);
+	blkq_get_stats(q, &st);
+	assert_true(st.read_ns > 0);
+	assert_true(st.read_ns < st.write_ns);
+	free(buf);
+}
+
 static void test_bad_config(void **state)
 {
 	struct blkq_config cfg;
@@ -879,6 +960,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_nowait_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_delivery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_deferred_delivery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_time_stats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cached_reads, setup, teardown),

@@ -1,6 +1,7 @@
-/* Unit tests for core/loop: fd sources, timers, stopping. */
+/* Unit tests for core/loop: fd sources, timers, deferred calls, stopping. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -84,12 +85,111 @@ static void add_bad_fd(void **state)
 	loop_free(l);
 }
 
+/* Deferred calls: run once each, in order, after the callback that queued
+ * them and before the loop waits again; one queued by a deferred call runs
+ * too; a cancelled one never runs. */
+struct deferrer {
+	struct loop_source src;
+	struct loop *loop;
+	struct loop_defer a, b, c, gone;
+	char order[8];
+	int n;
+};
+
+static void note(struct deferrer *t, char what)
+{
+	if (t->n < (int)sizeof(t->order) - 1)
+		t->order[t->n++] = what;
+}
+
+static void on_a(struct loop_defer *d)
+{
+	struct deferrer *t = container_of(d, struct deferrer, a);
+
+	note(t, 'a');
+	loop_defer(t->loop, &t->c); /* queued from a deferred call */
+}
+
+static void on_b(struct loop_defer *d)
+{
+	note(container_of(d, struct deferrer, b), 'b');
+}
+
+static void on_c(struct loop_defer *d)
+{
+	struct deferrer *t = container_of(d, struct deferrer, c);
+
+	note(t, 'c');
+	loop_stop(t->loop);
+}
+
+static void on_gone(struct loop_defer *d)
+{
+	note(container_of(d, struct deferrer, gone), 'x');
+}
+
+static void on_kick(struct loop_source *src, uint32_t events)
+{
+	struct deferrer *t = container_of(src, struct deferrer, src);
+	eventfd_t v;
+
+	eventfd_read(src->fd, &v);
+	note(t, 'k');
+	loop_defer(t->loop, &t->a);
+	loop_defer(t->loop, &t->gone);
+	loop_defer(t->loop, &t->b);
+	loop_defer(t->loop, &t->a); /* already queued: once */
+	loop_defer_cancel(t->loop, &t->gone);
+	assert_int_equal(t->n, 1); /* nothing runs inside the callback */
+}
+
+static void deferred_calls(void **state)
+{
+	struct loop *l = loop_new();
+	struct deferrer t = { .loop = l };
+	int fd = eventfd(0, EFD_NONBLOCK);
+
+	t.a.fn = on_a;
+	t.b.fn = on_b;
+	t.c.fn = on_c;
+	t.gone.fn = on_gone;
+	assert_int_equal(loop_add(l, &t.src, fd, EPOLLIN, on_kick), 0);
+	eventfd_write(fd, 1);
+	/* Nothing else wakes the loop: it returns only if the deferred calls
+	 * ran before it waited again (c stops it). */
+	assert_int_equal(loop_run(l), 0);
+	assert_string_equal(t.order, "kabc");
+	loop_del(l, &t.src);
+	close(fd);
+	loop_free(l);
+}
+
+/* Cancelling the last of several queued calls keeps the queue usable. */
+static void defer_cancel_tail(void **state)
+{
+	struct loop *l = loop_new();
+	struct deferrer t = { .loop = l };
+
+	t.b.fn = on_b;
+	t.c.fn = on_c;
+	t.gone.fn = on_gone;
+	loop_defer(l, &t.b);
+	loop_defer(l, &t.gone);
+	loop_defer_cancel(l, &t.gone);
+	loop_defer(l, &t.c); /* appended after b, where gone was */
+	assert_int_equal(loop_run(l), 0);
+	assert_string_equal(t.order, "bc");
+	loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(eventfd_source),
 		cmocka_unit_test(periodic_timer),
 		cmocka_unit_test(add_bad_fd),
+		cmocka_unit_test(deferred_calls),
+		cmocka_unit_test(defer_cancel_tail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
