@@ -15,7 +15,7 @@
 # lockup, a panic or a BUG after it came up (QEMU/TCG emulating nested SVM
 # does that now and then; no user-space program in it can), a new host is
 # booted for the scenarios not finished, the interrupted one included, at
-# most E2E_RESTARTS (2) times; an INFO line says so. Each NAME that still
+# most E2E_RESTARTS (3) times; an INFO line says so. Each NAME that still
 # never reported END gets a FAIL line.
 #
 # interactive_outer INITRD APPEND: the same host with its serial console on
@@ -82,7 +82,7 @@ run_outer() {
     local initrd=$1 append=$2; shift 2
     local -A done_=()
     local line rest kind name current= hostfail= up= fd qpid t0 deadline left quiet why= s rc last=
-    local pending=() left_names=() restarts=${E2E_RESTARTS:-2}
+    local pending=() left_names=() restarts=${E2E_RESTARTS:-3}
     if [[ -z ${E2E_RESTARTING:-} ]]; then
         rm -rf "$E2E_LOGS"
         mkdir -p "$(dirname "$E2E_CONSOLE_LOG")"
@@ -112,6 +112,11 @@ run_outer() {
         printf '%s\n' "$line" >>"$E2E_CONSOLE_LOG"
         if [[ $line =~ $HOST_KERNEL_DEAD ]]; then
             why="its kernel reported: ${line:0:160}"
+            # Its last words (the backtrace) follow: keep them in the log.
+            local words=$(($(now) + 10000000))
+            while (($(now) < words)) && IFS= read -r -t 3 -u "$fd" line; do
+                printf '%s\n' "${line%$'\r'}" >>"$E2E_CONSOLE_LOG"
+            done
             break
         fi
         [[ $line == "@@hvmm-e2e@@ "* ]] || { [[ -z $line ]] || last=$line; continue; }
@@ -142,10 +147,13 @@ run_outer() {
             DONE) why=done; break ;;
         esac
     done
-    kill "$qpid" 2>/dev/null || true
-    wait "$qpid" 2>/dev/null || true
+    local qrc=0
+    [[ $why == died ]] || kill "$qpid" 2>/dev/null || true
+    wait "$qpid" 2>/dev/null || qrc=$?
     exec {fd}<&-
-    [[ $why != died || -z $last ]] || why="died; last console line: ${last:0:160}"
+    # QEMU ends by itself when the host resets (-no-reboot: status 0) or when
+    # QEMU crashes (a signal: status above 128).
+    [[ $why != died ]] || why="died: QEMU exited with status $qrc${last:+; last console line: ${last:0:160}}"
     for name in "$@"; do [[ -n ${done_[$name]:-} ]] || left_names+=("$name"); done
     if [[ -n $up && -z $hostfail && $why != done && ${#left_names[@]} -gt 0 ]] && ((restarts > 0)); then
         echo "e2e: software host ${current:+stopped during $current }($why): booting a new one for the" \
