@@ -308,19 +308,21 @@ static void handle_io(struct vcpu *v)
 	}
 }
 
-/* Returns false when the vCPU must stop running. */
-/* Where a guest reset by triple fault came from (a crash, usually). */
+/* Where a guest reset by triple fault came from (a crash, usually). On AMD,
+ * KVM has already put the vCPU through INIT (its state after a shutdown
+ * is undefined), so its registers are the reset values and tell nothing. */
 static void log_triple_fault(const struct vcpu *v)
 {
 	struct kvm_regs regs;
 
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0 && !(regs.rip == 0xfff0 && regs.rsp == 0))
 		log_ratelimited(LOG_INFO, "vCPU %u: triple fault at rip %#llx rsp %#llx", v->id,
 				(unsigned long long)regs.rip, (unsigned long long)regs.rsp);
 	else
 		log_ratelimited(LOG_INFO, "vCPU %u: triple fault", v->id);
 }
 
+/* Returns false when the vCPU must stop running. */
 static bool handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;

@@ -1,6 +1,7 @@
 #include "hyperv/kvm_hv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -124,6 +125,44 @@ static void read_hv_template(int kvm_fd, struct hv_template *t, unsigned nr_cpus
 	free(c);
 }
 
+/* Whether KVM virtualizes the local APIC (Intel APICv, AMD AVIC). Each
+ * module parameter holds what KVM settled on when it loaded: it turns the
+ * feature off where the hardware lacks it. */
+static bool kvm_apic_virtualized(void)
+{
+	static const char *const params[] = {
+		"/sys/module/kvm_intel/parameters/enable_apicv",
+		"/sys/module/kvm_amd/parameters/avic",
+	};
+	char c;
+
+	for (unsigned i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+		int fd = open(params[i], O_RDONLY | O_CLOEXEC);
+		ssize_t n;
+
+		if (fd < 0)
+			continue;
+		n = read(fd, &c, 1);
+		close(fd);
+		if (n == 1 && (c == 'Y' || c == '1'))
+			return true;
+	}
+	return false;
+}
+
+/* The recommendations hvmm gives. AutoEOI spares the guest an EOI exit per
+ * VMBus interrupt, but KVM must turn APICv/AVIC off for a guest that uses
+ * it; so, as Hyper-V does, advise against it only where the APIC is
+ * virtualized (there an EOI costs no exit). */
+static uint32_t hv_hints(uint32_t kvm_hints)
+{
+	uint32_t hints = HVMM_HV_HINTS_EAX & kvm_hints;
+
+	if (!kvm_apic_virtualized())
+		hints &= ~HV_DEPRECATING_AEOI_RECOMMENDED;
+	return hints;
+}
+
 int hv_cpuid_merge(int kvm_fd, struct kvm_cpuid2 *c, unsigned capacity, unsigned nr_cpus)
 {
 	struct hv_template t;
@@ -146,7 +185,7 @@ int hv_cpuid_merge(int kvm_fd, struct kvm_cpuid2 *c, unsigned capacity, unsigned
 		  .eax = HVMM_HV_FEATURES_EAX & t.features_eax,
 		  .ebx = HVMM_HV_FEATURES_EBX & t.features_ebx,
 		  .edx = HVMM_HV_FEATURES_EDX & t.features_edx },
-		{ .function = HV_CPUID_ENLIGHTENMENTS, .eax = HVMM_HV_HINTS_EAX & t.hints_eax,
+		{ .function = HV_CPUID_ENLIGHTENMENTS, .eax = hv_hints(t.hints_eax),
 		  .ebx = HV_SPINLOCK_NEVER_NOTIFY },
 		{ .function = HV_CPUID_LIMITS, .eax = t.max_vps, .ebx = t.max_lps },
 	};

@@ -6,10 +6,11 @@
 # scenarios' log directories to $E2E_LOGS/NAME/, prints each
 # result line ("PASS x" / "FAIL x: why") on stdout as it arrives and INFO
 # lines on fd $E2E_INFO_FD (2), and adds PASSED/FAILED. Once up, the host
-# ticks every 10 s; 60 s without a line from it means it stopped. A scenario's result
-# lines are printed when it reports END, so an interrupted attempt counts for
-# nothing. Deadlines (seconds): E2E_BOOT_TIMEOUT (300) to come up; the
-# scenario's own timeout+60 from its BEGIN; 120 between scenarios.
+# ticks every 10 s; 60 s without a line from it means it stopped. A
+# scenario's result lines are printed when it reports END, so an interrupted
+# attempt counts for nothing, nor does one the host retried (RETRY: see
+# outer-init). Deadlines (seconds): E2E_BOOT_TIMEOUT (300) to come up; the
+# scenario's own timeout+60 from its BEGIN (or RETRY); 120 between scenarios.
 #
 # If the software host dies, stops answering or its kernel reports a soft
 # lockup, a panic or a BUG after it came up (QEMU/TCG emulating nested SVM
@@ -136,6 +137,11 @@ run_outer() {
             PASS | FAIL) if [[ -n $current ]]; then pending+=("$kind $rest")
                          else result "$kind" "$rest"; fi ;;
             INFO) echo "$rest" >&"$E2E_INFO_FD" ;;
+            RETRY)  # NAME TIMEOUT WHY: it runs again; its results so far do not count
+                pending=() tbegin=$(now)
+                s=${rest#* } && s=${s%% *}
+                deadline=$((tbegin + (s + 60) * 1000000))
+                echo "${rest%% *}: ${rest#* * }" >&"$E2E_INFO_FD" ;;
             TICK) ;;
             END)
                 name=${rest%% *}

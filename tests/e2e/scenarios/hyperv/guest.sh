@@ -3,6 +3,7 @@
 # init would power off on /sbin/poweroff; this one says so, then does.
 dmesg -n 1
 report hypervisor "$(dmesg | sed -n 's/.*Hypervisor detected: //p' | head -n 1)"
+report hints "$(dmesg | sed -n 's/.*Hyper-V: privilege flags.* hints \(0x[0-9a-f]*\).*/\1/p' | head -n 1)"
 load_module hv_vmbus hv_utils
 i=0
 while [ "$(ls /sys/bus/vmbus/drivers/hv_utils 2>/dev/null | grep -c -)" -lt 3 ] && [ $i -lt 100 ]; do

@@ -3,10 +3,12 @@
 # version both know, hv_utils bound to heartbeat, shutdown and time sync,
 # its clock set by time sync to within 1 s of the host's, heartbeat "ok" in
 # `hvctl status`, and a host-initiated shutdown (`hvctl shutdown`, or
-# SIGTERM) powering it off cleanly with hvmm exiting 0. Runs with 1 and 4
-# vCPUs (channel interrupts on other VPs). hyperv-reboot: after a guest
-# reboot (hvmm rebuilds the VM, VMBus included) the new boot connects, and
-# `hvctl stop --force` powers off at once with status 3.
+# SIGTERM) powering it off cleanly with hvmm exiting 0; the guest's hints
+# say to use AutoEOI unless KVM virtualizes the APIC (the software host's
+# does not). Runs with 1 and 4 vCPUs (channel interrupts on other VPs).
+# hyperv-reboot: after a guest reboot (hvmm rebuilds the VM, VMBus included)
+# the new boot connects, and `hvctl stop --force` powers off at once with
+# status 3.
 . "$E2E_LIB/host.sh"
 
 HVCTL=${HVCTL:-$(dirname "$HVMM")/hvctl}
@@ -14,6 +16,12 @@ HVCTL=${HVCTL:-$(dirname "$HVMM")/hvctl}
 HEARTBEAT={57164f39-9115-4e78-ab55-382f3bd5422d}
 SHUTDOWN={0e0b6031-5213-4934-818b-38d90ced39db}
 TIMESYNC={9527e630-d0ae-497b-adce-e80ab0175caf}
+
+# 1 if this host's KVM virtualizes the local APIC (APICv, AVIC), else 0.
+apic_virtualized() {
+    cat /sys/module/kvm_intel/parameters/enable_apicv /sys/module/kvm_amd/parameters/avic 2>/dev/null |
+        grep -q '^[Y1]' && echo 1 || echo 0
+}
 
 check_hyperv() { # NAME CPUS HOW (shutdown | sigterm)
     local name=$1 cpus=$2 how=$3 log=$LOGDIR/$1.log sock=/tmp/$1.sock errs= v st guest host_now=
@@ -32,6 +40,11 @@ check_hyperv() { # NAME CPUS HOW (shutdown | sigterm)
     [[ $v == hyperv_clocksource_tsc_page ]] || errs+="clocksource $v; "
     v=$(guest_value "$log" vmbus_version)
     [[ $v == 5.3 ]] || errs+="VMBus version '$v', want 5.3; "
+    v=$(guest_value "$log" hints)
+    if [[ ! $v =~ ^0x[0-9a-f]+$ ]]; then errs+="no Hyper-V hints in the guest's log: '$v'; "
+    elif (((v >> 9 & 1) != $(apic_virtualized))); then
+        errs+="hints $v: 'AutoEOI deprecated' is $((v >> 9 & 1)), APIC virtualization $(apic_virtualized); "
+    fi
     v=$(guest_value "$log" nproc)
     [[ $v == "$cpus" ]] || errs+="nproc $v; "
     for g in $HEARTBEAT $SHUTDOWN $TIMESYNC; do

@@ -19,6 +19,9 @@ truncate -s 3G /tmp/storage-hotplug.xfs && mkfs.xfs -q -f /tmp/storage-hotplug.x
 name=storage-hotplug log=$LOGDIR/hotplug.log sock=$D/api.sock errs= st= out=
 
 api() { "$HVCTL" --api "$sock" "$@"; }
+# The steps' waits (240+90+90+60+90 s, and 60 s for hvmm to exit) add up to
+# less than ./timeout, so a guest that stalls is reported by the step it
+# stalled in, with its last lines, not by a bare timeout.
 step() { # REGEX TIMEOUT: wait for the guest, or give up on the rest
     wait_for "$log" "$1" "$2" && return 0
     errs+="the guest never reported /$1/: $(tail -n 2 "$log" | tr -d '\r' | tr '\n' ' '); "
