@@ -76,6 +76,35 @@ kvm_stats() {
         [[ -f $f ]] && echo "${f##*/} $(cat "$f" 2>/dev/null)"
     done
 }
+# With BENCH_TRACE=1, KVM's exits between io0 and io1 are counted by kind
+# with histogram triggers on KVM's trace events (exit code, MSR written or
+# read, hypercall code, IPI vector): LOG.trace, for finding out what a
+# request costs. Adds a little time to each exit.
+T=/sys/kernel/tracing
+trace_hists=("kvm_exit exit_reason" "kvm_msr write,ecx" "kvm_hv_hypercall code" "kvm_apic_ipi vector"
+             "kvm_pv_eoi vector" "kvm_hv_synic_set_irq sint" "kvm_inj_virq vector")
+# trace_hist ON|OFF: add or remove the triggers (removing clears the counts).
+trace_hist() {
+    local h ev keys
+    [[ ${BENCH_TRACE:-} == 1 ]] || return 0
+    [[ -d $T/events/kvm ]] || mount -t tracefs tracefs "$T" 2>/dev/null || return 0
+    for h in "${trace_hists[@]}"; do
+        ev=${h% *} keys=${h#* }
+        [[ -e $T/events/kvm/$ev/trigger ]] || continue
+        if [[ $1 == on ]]; then echo "hist:keys=$keys:sort=hitcount.descending" >"$T/events/kvm/$ev/trigger"
+        else echo "!hist:keys=$keys:sort=hitcount.descending" >"$T/events/kvm/$ev/trigger"; fi 2>/dev/null
+    done
+}
+# trace_dump LOG: the counts so far, per event, in LOG.trace.
+trace_dump() {
+    local h
+    [[ ${BENCH_TRACE:-} == 1 ]] || return 0
+    for h in "${trace_hists[@]}"; do
+        echo "== ${h% *}"
+        grep -v '^#' "$T/events/kvm/${h% *}/hist" 2>/dev/null | grep .
+    done >"$1.trace"
+}
+
 # exits_per_request NAME LOG: from the counters read when the guest said io0
 # (after the fill) and io1 (after the last job), each counter's increase per
 # disk request the guest completed in between (timer and other exits
@@ -154,6 +183,7 @@ run_vm() {
         for v in io0 io1; do
             [[ -e $log.$v ]] || ! expect_in "$log" "##e2e## $v=" || {
                 kvm_stats "$pid" >"$log.$v"
+                if [[ $v == io0 ]]; then trace_hist on; else trace_dump "$log"; trace_hist off; fi
                 [[ $name == qemu ]] || timeout 10 "$HVCTL" --api "$D/api.sock" disk list >"$log.$v.disks" 2>&1
             }
         done

@@ -226,19 +226,26 @@ static void kick_eventfd(struct blkq *q)
 		log_ratelimited(LOG_ERR, "blkq: eventfd write: %s", strerror(errno));
 }
 
-/* Record a finished request (lock held); returns true if the done list was
- * empty, i.e. the loop must be woken. */
-static bool finish_locked(struct blkq *q, struct blkq_req *r, int ret)
+/* Put a finished request on the done list (lock held); returns true if the
+ * list was empty, i.e. the loop must be woken. */
+static bool done_locked(struct blkq *q, struct blkq_req *r, int ret)
 {
 	bool was_empty = !q->done_head;
 
 	r->result = ret;
+	list_append(&q->done_head, &q->done_tail, r);
+	return was_empty;
+}
+
+/* Record the end of a request a worker (or run_inline) started (lock held):
+ * it leaves the started-writes list, which only such requests are on. */
+static bool finish_locked(struct blkq *q, struct blkq_req *r, int ret)
+{
 	if (modifies_data(r))
 		list_unlink(&q->act_head, &q->act_tail, r);
-	list_append(&q->done_head, &q->done_tail, r);
 	q->unfinished--;
 	pthread_cond_broadcast(&q->idle_cv);
-	return was_empty;
+	return done_locked(q, r, ret);
 }
 
 static void *worker(void *arg)
@@ -386,8 +393,7 @@ static bool run_nowait(struct blkq *q, struct blkq_req *r)
 	else
 		q->stats.cached_writes++;
 	pthread_mutex_lock(&q->lock);
-	q->unfinished++;
-	wake = finish_locked(q, r, ret);
+	wake = done_locked(q, r, ret); /* never on the started-writes list */
 	pthread_mutex_unlock(&q->lock);
 	if (wake && q->loop)
 		loop_defer(q->loop, &q->deliver);

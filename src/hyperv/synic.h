@@ -18,8 +18,9 @@
  * mutex serializes them. The assert_sint callback is called without that
  * mutex held and must not block for long. Guest writes to the pages race
  * only through fields that are accessed atomically. KVM's own in-kernel
- * stimer messages can use the same slot: advertise stimer direct mode so
- * Linux keeps SINT2 for VMBus (see hyperv-cpu-interface.md 6.6). */
+ * stimer messages could use the same slot: where hvmm offers stimers at
+ * all it offers direct mode, so Linux keeps SINT2 for VMBus (see
+ * hyperv-cpu-interface.md 6.6). */
 #ifndef HVMM_SYNIC_H
 #define HVMM_SYNIC_H
 

@@ -56,6 +56,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	md_set_gate(md, false); /* a failed test may leave writes at the gate */
 	blkq_free(q);
 	q = NULL;
 	blk_close(disk);
@@ -482,6 +483,42 @@ static void test_nowait_writes(void **state)
 	assert_int_equal(st.writes, 3);
 	assert_int_equal(st.cached_writes, 1);
 	assert_int_equal(st.bytes_written, 8192 + 4096 + 4096);
+	free(buf);
+}
+
+/* A write done without a worker, while a worker's write is still running,
+ * leaves the flush barrier alone: a flush after both still waits for the
+ * worker's write. */
+static void test_nowait_write_keeps_flush_barrier(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req held, fast, f;
+
+	make_queue(2, 8);
+	memset(buf, 0x5a, 4096);
+	md->nowait_writes = true;
+	md->nowait_past_gate = true;
+	md_set_gate(md, true);
+	rw_req(&held, BLKQ_OP_WRITE, 0, &iov, 1, 4096);
+	held.flags = BLK_FUA; /* never tried without a worker */
+	rw_req(&fast, BLKQ_OP_WRITE, 8192, &iov, 1, 4096);
+	rw_req(&f, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	assert_int_equal(blkq_submit(q, &held), 0);
+	md_wait_waiting(md, 1);
+	assert_int_equal(blkq_submit(q, &fast), 0);
+	assert_int_equal(md->nowait_done, 1);
+	wait_count(1);
+	assert_ptr_equal(dr.order[0], &fast);
+	assert_int_equal(blkq_submit(q, &f), 0);
+	usleep(20000);
+	blkq_poll(q);
+	assert_int_equal(dr.count, 1);
+	assert_int_equal(md->nflushes, 0);
+	md_set_gate(md, false);
+	wait_count(3);
+	assert_ptr_equal(dr.order[2], &f);
+	assert_int_equal(md->nflushes, 1);
 	free(buf);
 }
 
@@ -958,6 +995,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_same_and_discard, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fua, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nowait_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nowait_write_keeps_flush_barrier, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_deferred_delivery, setup, teardown),

@@ -47,6 +47,7 @@ struct memdisk {
 	/* writev_nowait takes writes (unless they would wait: gate closed,
 	 * delay, failure injected); otherwise it always says -EAGAIN */
 	bool nowait_writes;
+	bool nowait_past_gate; /* ...even while the gate holds other writes */
 	unsigned waiting; /* writes blocked at the gate */
 	unsigned write_delay_us;
 	atomic_ulong clock;
@@ -157,7 +158,8 @@ static int md_writev_nowait(struct blk_image *img, uint64_t off, const struct io
 	int ret = -EAGAIN;
 
 	pthread_mutex_lock(&m->lock);
-	if (m->nowait_writes && !m->gate_closed && !m->write_delay_us && !m->fail_write &&
+	if (m->nowait_writes && (!m->gate_closed || m->nowait_past_gate) && !m->write_delay_us &&
+	    !m->fail_write &&
 	    off + len <= m->size) {
 		for (int i = 0; i < niov && len; i++) {
 			size_t n = iov[i].iov_len < len ? iov[i].iov_len : len;

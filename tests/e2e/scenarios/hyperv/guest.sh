@@ -11,6 +11,7 @@ while [ "$(ls /sys/bus/vmbus/drivers/hv_utils 2>/dev/null | grep -c -)" -lt 3 ] 
 done
 report vmbus_version "$(dmesg | sed -n 's/.*Vmbus version:\([0-9.]*\).*/\1/p' | tail -n 1)"
 report clocksource "$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+report clockevent "$(cat /sys/devices/system/clockevents/clockevent0/current_device)"
 report nproc "$(nproc)"
 for d in /sys/bus/vmbus/drivers/hv_utils/*-*; do
     [ -e "$d/class_id" ] && report bound "$(cat "$d/class_id")"

@@ -4,8 +4,9 @@
 # its clock set by time sync to within 1 s of the host's, heartbeat "ok" in
 # `hvctl status`, and a host-initiated shutdown (`hvctl shutdown`, or
 # SIGTERM) powering it off cleanly with hvmm exiting 0; the guest's hints
-# say to use AutoEOI unless KVM virtualizes the APIC (the software host's
-# does not). Runs with 1 and 4 vCPUs (channel interrupts on other VPs).
+# say to use AutoEOI, and its timer is the local APIC's, unless KVM
+# virtualizes the APIC (then: no AutoEOI, the Hyper-V stimer; the software
+# host's KVM does not). Runs with 1 and 4 vCPUs (channel interrupts on other VPs).
 # hyperv-reboot: after a guest reboot (hvmm rebuilds the VM, VMBus included)
 # the new boot connects, and `hvctl stop --force` powers off at once with
 # status 3.
@@ -45,6 +46,11 @@ check_hyperv() { # NAME CPUS HOW (shutdown | sigterm)
     elif (((v >> 9 & 1) != $(apic_virtualized))); then
         errs+="hints $v: 'AutoEOI deprecated' is $((v >> 9 & 1)), APIC virtualization $(apic_virtualized); "
     fi
+    v=$(guest_value "$log" clockevent)
+    case $(apic_virtualized):$v in
+        1:"Hyper-V clockevent" | 0:lapic-deadline | 0:lapic) ;;
+        *) errs+="clock event device '$v' with APIC virtualization $(apic_virtualized); " ;;
+    esac
     v=$(guest_value "$log" nproc)
     [[ $v == "$cpus" ]] || errs+="nproc $v; "
     for g in $HEARTBEAT $SHUTDOWN $TIMESYNC; do
