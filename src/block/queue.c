@@ -47,13 +47,29 @@ struct blkq {
 	bool delivering;
 	bool stopped;
 	struct blkq_stats stats;
+	/* Write-behind (loop thread only): writes acknowledged, not yet written. */
+	struct blkq_wb *wb_head;
+	size_t wb_bytes, wb_max;
+	int wb_error;                           /* first failure, for the next flush */
+	struct blkq_req *held_head, *held_tail; /* accepted, waiting for wb_head to empty */
 };
+
+/* A write-behind: the queue's own write of a copy of a guest write that was
+ * already reported done. */
+struct blkq_wb {
+	struct blkq_req req; /* op WRITE, flags BLKQ_WB */
+	struct blkq_iov iov; /* the copy */
+	struct blkq_wb *next, *prev;
+};
+
+#define BLKQ_WB 0x10000 /* req is a struct blkq_wb's (private to the queue) */
 
 void blkq_default_config(struct blkq_config *cfg)
 {
 	cfg->threads = BLKQ_DEFAULT_THREADS;
 	cfg->depth = BLKQ_DEFAULT_DEPTH;
 	cfg->bounce_size = BLKQ_DEFAULT_BOUNCE;
+	cfg->write_behind = BLKQ_DEFAULT_WRITE_BEHIND;
 }
 
 static bool modifies_data(const struct blkq_req *r)
@@ -315,7 +331,8 @@ int blkq_new(struct blkq **out, struct blk_disk *disk, struct loop *loop,
 		cfg = &def;
 	}
 	if (!disk || cfg->threads > BLKQ_MAX_THREADS || !cfg->depth || cfg->depth > BLKQ_MAX_DEPTH ||
-	    cfg->bounce_size < 4096 || cfg->bounce_size % 4096 || cfg->bounce_size > (64u << 20))
+	    cfg->bounce_size < 4096 || cfg->bounce_size % 4096 || cfg->bounce_size > (64u << 20) ||
+	    cfg->write_behind > BLKQ_MAX_WRITE_BEHIND)
 		return -EINVAL;
 	q = calloc(1, sizeof(*q));
 	if (!q)
@@ -326,6 +343,7 @@ int blkq_new(struct blkq **out, struct blk_disk *disk, struct loop *loop,
 	q->nthreads = cfg->threads;
 	q->depth = cfg->depth;
 	q->bounce_size = cfg->bounce_size;
+	q->wb_max = cfg->write_behind;
 	q->sector = info.logical_sector == 4096 ? 4096 : 512;
 	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	q->deliver.fn = on_deliver;
@@ -368,17 +386,30 @@ fail:
 	return ret;
 }
 
+/* Report a request done without a worker: its done callback runs once the
+ * loop callback that submitted it returns (with no loop: at the owner's
+ * next blkq_poll), never inside blkq_submit(). */
+static void complete_now(struct blkq *q, struct blkq_req *r, int ret)
+{
+	bool wake;
+
+	pthread_mutex_lock(&q->lock);
+	wake = done_locked(q, r, ret); /* never on the started-writes list */
+	pthread_mutex_unlock(&q->lock);
+	if (wake && q->loop)
+		loop_defer(q->loop, &q->deliver);
+	else if (wake)
+		kick_eventfd(q);
+}
+
 /* A read whose data is in the page cache, or a write the file system takes
  * into its page cache without waiting, costs one copy: do it here rather
  * than wake a worker (two thread switches) for it. False if it would block;
- * never for FUA writes, which wait for the disk. Its done callback runs
- * once the loop callback that submitted it returns (with no loop: at the
- * owner's next blkq_poll). */
+ * never for FUA writes, which wait for the disk. */
 static bool run_nowait(struct blkq *q, struct blkq_req *r)
 {
 	const struct iovec *iov = as_iovec(r);
 	int ret = -EAGAIN;
-	bool wake;
 
 	if (!q->nthreads || !vector_ok(q, r))
 		return false;
@@ -392,14 +423,126 @@ static bool run_nowait(struct blkq *q, struct blkq_req *r)
 		q->stats.cached_reads++;
 	else
 		q->stats.cached_writes++;
-	pthread_mutex_lock(&q->lock);
-	wake = done_locked(q, r, ret); /* never on the started-writes list */
-	pthread_mutex_unlock(&q->lock);
-	if (wake && q->loop)
-		loop_defer(q->loop, &q->deliver);
-	else if (wake)
-		kick_eventfd(q);
+	complete_now(q, r, ret);
 	return true;
+}
+
+static void queue_for_worker(struct blkq *q, struct blkq_req *r)
+{
+	pthread_mutex_lock(&q->lock);
+	list_append(&q->pend_head, &q->pend_tail, r);
+	q->unfinished++;
+	pthread_mutex_unlock(&q->lock);
+	/* After unlocking: a worker woken under the lock would only block on it. */
+	if (q->nthreads)
+		pthread_cond_signal(&q->work_cv);
+	else
+		kick_eventfd(q);
+}
+
+/* Write-behind. A plain write that would have to wait for a worker (the
+ * file system must update the file's times, allocate, or cannot take
+ * writes without waiting at all) is copied, reported done at once, and
+ * written by a worker afterwards: the disk reports a volatile write cache
+ * (WCE), so the guest flushes what must last, and a flush waits for every
+ * write-behind before it (they are writes queued before it). A write-behind
+ * that fails is logged and fails the next flush, as Linux reports writeback
+ * errors at fsync. Until the write-behinds in flight have all finished, a
+ * request that overlaps one of them, and everything after it, is held back,
+ * so nothing overtakes the data the guest was told is written. */
+static bool overlaps_write_behind(const struct blkq *q, const struct blkq_req *r)
+{
+	if (r->op == BLKQ_OP_FLUSH)
+		return false;
+	for (const struct blkq_wb *w = q->wb_head; w; w = w->next)
+		if (r->off < w->req.off + w->req.len && w->req.off < r->off + r->len)
+			return true;
+	return false;
+}
+
+static bool write_behind(struct blkq *q, struct blkq_req *r)
+{
+	struct blkq_wb *w;
+	void *copy;
+
+	if (r->op != BLKQ_OP_WRITE || (r->flags & BLK_FUA) || !q->nthreads ||
+	    r->len > q->wb_max - q->wb_bytes)
+		return false;
+	w = calloc(1, sizeof(*w));
+	copy = aligned_alloc(4096, (r->len + 4095) & ~(uint64_t)4095);
+	if (!w || !copy) {
+		free(w);
+		free(copy);
+		return false; /* the worker takes it as it is */
+	}
+	blk_iov_copy(as_iovec(r), (int)r->niov, 0, copy, r->len, false);
+	w->iov.base = copy;
+	w->iov.len = r->len;
+	w->req.op = BLKQ_OP_WRITE;
+	w->req.flags = BLKQ_WB;
+	w->req.off = r->off;
+	w->req.len = r->len;
+	w->req.iov = &w->iov;
+	w->req.niov = 1;
+	w->req.priv = w;
+	w->req.seq = q->next_seq++;
+	w->next = q->wb_head;
+	if (q->wb_head)
+		q->wb_head->prev = w;
+	q->wb_head = w;
+	q->wb_bytes += r->len;
+	q->stats.write_behind++;
+	queue_for_worker(q, &w->req);
+	complete_now(q, r, 0);
+	return true;
+}
+
+/* Start an accepted request. */
+static void start_req(struct blkq *q, struct blkq_req *r)
+{
+	if (q->held_head || (q->wb_head && overlaps_write_behind(q, r))) {
+		list_append(&q->held_head, &q->held_tail, r);
+		return;
+	}
+	if (run_nowait(q, r) || write_behind(q, r))
+		return;
+	queue_for_worker(q, r);
+}
+
+/* A write-behind's write finished (its "done", on the loop thread). */
+static void write_behind_done(struct blkq *q, struct blkq_req *r)
+{
+	struct blkq_wb *w = r->priv;
+
+	if (r->result) {
+		log_ratelimited(LOG_ERR,
+				"blkq: writing %llu bytes at offset %llu after the guest was told "
+				"they were written: %s; the next flush fails",
+				(unsigned long long)r->len, (unsigned long long)r->off,
+				strerror(-r->result));
+		if (!q->wb_error)
+			q->wb_error = r->result;
+		q->stats.write_behind_errors++;
+	}
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		q->wb_head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	q->wb_bytes -= r->len;
+	free(w->iov.base);
+	free(w);
+	/* Everything held back goes on, in order, once none is in flight (a
+	 * held request may become a write-behind itself and hold the rest). */
+	while (!q->wb_head && q->held_head) {
+		struct blkq_req *h = q->held_head;
+
+		list_unlink(&q->held_head, &q->held_tail, h);
+		if (run_nowait(q, h) || write_behind(q, h))
+			continue;
+		queue_for_worker(q, h);
+	}
 }
 
 int blkq_submit(struct blkq *q, struct blkq_req *r)
@@ -446,17 +589,7 @@ int blkq_submit(struct blkq *q, struct blkq_req *r)
 	r->seq = q->next_seq++;
 	r->submitted_ns = mono_ns();
 	q->inflight++;
-	if (run_nowait(q, r))
-		return 0;
-	pthread_mutex_lock(&q->lock);
-	list_append(&q->pend_head, &q->pend_tail, r);
-	q->unfinished++;
-	pthread_mutex_unlock(&q->lock);
-	/* After unlocking: a worker woken under the lock would only block on it. */
-	if (q->nthreads)
-		pthread_cond_signal(&q->work_cv);
-	else
-		kick_eventfd(q);
+	start_req(q, r);
 	return 0;
 }
 
@@ -557,6 +690,14 @@ static unsigned deliver(struct blkq *q)
 
 		list = r->next;
 		r->next = r->prev = NULL;
+		if (r->flags & BLKQ_WB) {
+			write_behind_done(q, r);
+			continue;
+		}
+		if (r->op == BLKQ_OP_FLUSH && !r->result && q->wb_error) {
+			r->result = q->wb_error;
+			q->wb_error = 0;
+		}
 		q->inflight--;
 		account(q, r, now);
 		r->done(r); /* may free r or submit */
@@ -581,14 +722,14 @@ unsigned blkq_poll(struct blkq *q)
 
 void blkq_drain(struct blkq *q)
 {
-	while (q->inflight) {
+	while (q->inflight || q->wb_head) {
 		if (q->nthreads) {
 			pthread_mutex_lock(&q->lock);
 			while (q->unfinished)
 				pthread_cond_wait(&q->idle_cv, &q->lock);
 			pthread_mutex_unlock(&q->lock);
 		}
-		if (!blkq_poll(q) && q->inflight && q->delivering)
+		if (!blkq_poll(q) && q->delivering)
 			break; /* called from a done callback: cannot make progress */
 	}
 }

@@ -14,6 +14,12 @@
  * when everything written before it was submitted is durable. Later writes
  * are not held back by a flush.
  *
+ * Write-behind (cfg.write_behind bytes at most, with workers): a write
+ * without FUA that would have to wait for a worker is copied and reported
+ * done at once, then written by a worker, like a disk's volatile write
+ * cache. A flush still waits for it, and fails if it failed. A request
+ * that overlaps a write-behind in flight waits for it (see queue.c).
+ *
  * Back-pressure: at most `depth` requests are in flight (submitted, done
  * callback not yet run). blkq_submit() then fails with -EAGAIN and
  * blkq_full() says so; a device stops pulling requests from its guest until
@@ -68,6 +74,8 @@ struct blkq;
 #define BLKQ_DEFAULT_DEPTH 256u
 #define BLKQ_MAX_DEPTH 65536u
 #define BLKQ_DEFAULT_BOUNCE (1u << 20) /* bytes per worker */
+#define BLKQ_DEFAULT_WRITE_BEHIND (4u << 20) /* bytes */
+#define BLKQ_MAX_WRITE_BEHIND (256u << 20)
 
 enum blkq_op {
 	BLKQ_OP_READ,
@@ -111,9 +119,11 @@ struct blkq_config {
 	unsigned threads;   /* 0: run in blkq_poll() (no workers) */
 	unsigned depth;     /* 1..BLKQ_MAX_DEPTH */
 	size_t bounce_size; /* multiple of 4096, >= 4096 */
+	size_t write_behind; /* bytes of write-behind in flight at most; 0: none */
 };
 
-/* Defaults: BLKQ_DEFAULT_THREADS workers, BLKQ_DEFAULT_DEPTH, 1 MiB bounce. */
+/* Defaults: BLKQ_DEFAULT_THREADS workers, BLKQ_DEFAULT_DEPTH, 1 MiB bounce,
+ * BLKQ_DEFAULT_WRITE_BEHIND. */
 void blkq_default_config(struct blkq_config *cfg);
 
 /* Create a queue for `disk` (not owned: the caller closes it after
@@ -160,6 +170,8 @@ struct blkq_stats {
 	uint64_t errors;
 	uint64_t cached_reads;  /* of reads: served from the page cache without a worker */
 	uint64_t cached_writes; /* of writes: into the page cache without a worker */
+	uint64_t write_behind;  /* of writes: done once copied, written by a worker after */
+	uint64_t write_behind_errors; /* such writes that failed (each fails the next flush) */
 	/* Summed time from submission to completion (before the done callback). */
 	uint64_t read_ns, write_ns;
 };

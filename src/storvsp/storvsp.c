@@ -113,6 +113,7 @@ void storvsp_default_config(struct storvsp_config *cfg)
 	cfg->max_transfer_bytes = STORVSP_DEFAULT_MAX_TRANSFER;
 	cfg->io_threads = BLKQ_DEFAULT_THREADS;
 	cfg->queue_depth = BLKQ_DEFAULT_DEPTH;
+	cfg->write_behind = BLKQ_DEFAULT_WRITE_BEHIND;
 	cfg->max_version = VSTOR_VERSION_WIN10;
 }
 
@@ -862,7 +863,8 @@ struct storvsp *storvsp_new(struct vmbus_server *srv, struct loop *loop,
 	    cfg->max_transfer_bytes < STORVSP_MIN_MAX_TRANSFER ||
 	    cfg->max_transfer_bytes > STORVSP_MAX_MAX_TRANSFER || cfg->max_transfer_bytes % SV_PAGE ||
 	    (!cfg->inline_io && (!cfg->io_threads || cfg->io_threads > BLKQ_MAX_THREADS)) ||
-	    !cfg->queue_depth || cfg->queue_depth > BLKQ_MAX_DEPTH || !version_known(cfg->max_version)) {
+	    !cfg->queue_depth || cfg->queue_depth > BLKQ_MAX_DEPTH ||
+	    cfg->write_behind > BLKQ_MAX_WRITE_BEHIND || !version_known(cfg->max_version)) {
 		log_err("storvsp: invalid configuration");
 		return NULL;
 	}
@@ -1004,6 +1006,7 @@ int storvsp_add_lun(struct storvsp *sv, unsigned idx, unsigned lun, struct blk_d
 	blkq_default_config(&qc);
 	qc.threads = sv->cfg.inline_io ? 0 : sv->cfg.io_threads;
 	qc.depth = sv->cfg.queue_depth;
+	qc.write_behind = sv->cfg.write_behind;
 	/* Every request fits in one bounce chunk. */
 	qc.bounce_size = sv->cfg.max_transfer_bytes;
 	ret = blkq_new(&l->q, disk, sv->loop, &qc);
@@ -1229,6 +1232,8 @@ size_t storvsp_list(struct storvsp *sv, struct storvsp_lun_info *out, size_t max
 			o->errors = st.errors;
 			o->cached_reads = st.cached_reads;
 			o->cached_writes = st.cached_writes;
+			o->write_behind = st.write_behind;
+			o->write_behind_errors = st.write_behind_errors;
 			o->read_ns = st.read_ns;
 			o->write_ns = st.write_ns;
 		}

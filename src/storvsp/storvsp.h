@@ -71,6 +71,7 @@ struct storvsp_config {
 	uint32_t max_transfer_bytes; /* per command, multiple of 4096 */
 	unsigned io_threads;         /* worker threads per disk */
 	unsigned queue_depth;        /* requests in flight per disk */
+	size_t write_behind;         /* bytes per disk (blkq_config); 0: none */
 	bool inline_io;              /* no workers: I/O runs in storvsp_poll()
 				      * (tests and fuzzers) */
 	uint16_t max_version;        /* highest VSTOR version accepted */
@@ -152,6 +153,7 @@ struct storvsp_lun_info {
 	uint64_t reads, writes, flushes, unmaps;
 	uint64_t bytes_read, bytes_written, errors;
 	uint64_t cached_reads, cached_writes; /* done on the event loop, no worker */
+	uint64_t write_behind, write_behind_errors; /* done once copied; see queue.c */
 	uint64_t read_ns, write_ns; /* summed host time, submission to completion */
 };
 

@@ -72,6 +72,7 @@ static void make_queue(unsigned threads, unsigned depth)
 	cfg.threads = threads;
 	cfg.depth = depth;
 	cfg.bounce_size = 64 * 1024;
+	cfg.write_behind = 0; /* writes wait for the disk (write-behind: its own tests) */
 	assert_int_equal(blkq_new(&q, disk, NULL, &cfg), 0);
 }
 
@@ -519,6 +520,196 @@ static void test_nowait_write_keeps_flush_barrier(void **state)
 	wait_count(3);
 	assert_ptr_equal(dr.order[2], &f);
 	assert_int_equal(md->nflushes, 1);
+	free(buf);
+}
+
+/* ---- write-behind ---- */
+
+static void make_wb_queue(size_t write_behind)
+{
+	struct blkq_config cfg;
+
+	blkq_default_config(&cfg);
+	cfg.threads = 2;
+	cfg.depth = 16;
+	cfg.bounce_size = 64 * 1024;
+	cfg.write_behind = write_behind;
+	assert_int_equal(blkq_new(&q, disk, NULL, &cfg), 0);
+}
+
+/* Deliver for `ms` and check that exactly `n` done callbacks ran. */
+static void settle(unsigned ms, unsigned n)
+{
+	usleep(ms * 1000);
+	blkq_poll(q);
+	assert_int_equal(dr.count, n);
+}
+
+/* A write the disk would make wait is done at once, and written later; a
+ * flush after it waits until it is written. */
+static void test_write_behind_then_flush(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 8192);
+	struct blkq_iov iov[2] = { { buf, 4096 }, { buf + 4096, 4096 } };
+	struct blkq_req w, f;
+	struct blkq_stats st;
+
+	make_wb_queue(BLKQ_DEFAULT_WRITE_BEHIND);
+	md_set_gate(md, true);
+	memset(buf, 0x6b, 8192);
+	rw_req(&w, BLKQ_OP_WRITE, 40960, iov, 2, 8192);
+	assert_int_equal(blkq_submit(q, &w), 0);
+	assert_int_equal(dr.count, 0); /* never inside submit */
+	memset(buf, 0, 8192);          /* the guest may reuse its buffer at once */
+	wait_count(1);
+	assert_ptr_equal(dr.order[0], &w);
+	assert_int_equal(w.result, 0);
+	md_wait_waiting(md, 1); /* the copy, on a worker at the gate */
+	assert_int_equal(md->data[40960], 0);
+	rw_req(&f, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	assert_int_equal(blkq_submit(q, &f), 0);
+	settle(20, 1);
+	assert_int_equal(md->nflushes, 0);
+	md_set_gate(md, false);
+	wait_count(2);
+	assert_int_equal(f.result, 0);
+	assert_int_equal(md->data[40960], 0x6b);
+	assert_int_equal(md->data[40960 + 8191], 0x6b);
+	blkq_get_stats(q, &st);
+	assert_int_equal(st.writes, 1);
+	assert_int_equal(st.write_behind, 1);
+	assert_int_equal(st.write_behind_errors, 0);
+	assert_int_equal(st.flushes, 1);
+	assert_int_equal(blkq_inflight(q), 0);
+	free(buf);
+}
+
+/* Requests that overlap a write-behind in flight, and everything after
+ * them, wait for it; one that does not overlap, submitted before, does not.
+ * FUA writes never go behind. */
+static void test_write_behind_ordering(void **state)
+{
+	uint8_t *b1 = aligned_alloc(4096, 4096), *b2 = aligned_alloc(4096, 4096);
+	uint8_t *r1 = aligned_alloc(4096, 4096), *r2 = aligned_alloc(4096, 4096);
+	struct blkq_iov i1 = { b1, 4096 }, i2 = { b2, 4096 }, ir1 = { r1, 4096 }, ir2 = { r2, 4096 };
+	struct blkq_req w1, far, w2, rd, fua;
+	struct blkq_stats st;
+
+	make_wb_queue(BLKQ_DEFAULT_WRITE_BEHIND);
+	memset(md->data + 65536, 0x99, 4096);
+	md_set_gate(md, true);
+	memset(b1, 0x11, 4096);
+	memset(b2, 0x22, 4096);
+	rw_req(&w1, BLKQ_OP_WRITE, 0, &i1, 1, 4096);
+	rw_req(&far, BLKQ_OP_READ, 65536, &ir2, 1, 4096);
+	rw_req(&w2, BLKQ_OP_WRITE, 0, &i2, 1, 4096);
+	rw_req(&rd, BLKQ_OP_READ, 0, &ir1, 1, 4096);
+	assert_int_equal(blkq_submit(q, &w1), 0);
+	assert_int_equal(blkq_submit(q, &far), 0);
+	wait_count(2); /* w1 behind; the far read does not wait for it */
+	assert_int_equal(r2[0], 0x99);
+	assert_int_equal(blkq_submit(q, &w2), 0); /* overlaps w1: held */
+	assert_int_equal(blkq_submit(q, &rd), 0); /* behind w2: held */
+	settle(20, 2);
+	assert_int_equal(blkq_inflight(q), 2);
+	md_set_gate(md, false);
+	wait_count(4);
+	assert_ptr_equal(dr.order[2], &w2);
+	assert_ptr_equal(dr.order[3], &rd);
+	assert_int_equal(r1[0], 0x22); /* the read sees the later write */
+	blkq_drain(q);
+	assert_int_equal(md->data[0], 0x22);
+	assert_int_equal(md->data[4095], 0x22);
+
+	md_set_gate(md, true);
+	rw_req(&fua, BLKQ_OP_WRITE, 8192, &i1, 1, 4096);
+	fua.flags = BLK_FUA;
+	assert_int_equal(blkq_submit(q, &fua), 0);
+	settle(20, 4);
+	md_set_gate(md, false);
+	wait_count(5);
+	assert_int_equal(md->fua_writes, 1);
+	blkq_get_stats(q, &st);
+	assert_int_equal(st.write_behind, 2);
+	free(b1);
+	free(b2);
+	free(r1);
+	free(r2);
+}
+
+/* A write-behind that fails fails the next flush (once). */
+static void test_write_behind_error(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req w, f1, f2;
+	struct blkq_stats st;
+
+	make_wb_queue(BLKQ_DEFAULT_WRITE_BEHIND);
+	md->fail_write = -ENOSPC;
+	rw_req(&w, BLKQ_OP_WRITE, 0, &iov, 1, 4096);
+	rw_req(&f1, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	rw_req(&f2, BLKQ_OP_FLUSH, 0, NULL, 0, 0);
+	assert_int_equal(blkq_submit(q, &w), 0);
+	assert_int_equal(blkq_submit(q, &f1), 0);
+	wait_count(2);
+	assert_int_equal(w.result, 0);
+	assert_int_equal(f1.result, -ENOSPC);
+	assert_int_equal(blkq_submit(q, &f2), 0);
+	wait_count(3);
+	assert_int_equal(f2.result, 0);
+	blkq_get_stats(q, &st);
+	assert_int_equal(st.write_behind_errors, 1);
+	free(buf);
+}
+
+/* No more than cfg.write_behind bytes go behind; the rest waits for the
+ * disk. Drain waits for write-behinds too. */
+static void test_write_behind_limit(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req w[3];
+	struct blkq_stats st;
+
+	make_wb_queue(8192);
+	memset(buf, 0x5e, 4096);
+	md_set_gate(md, true);
+	for (unsigned i = 0; i < 3; i++) {
+		rw_req(&w[i], BLKQ_OP_WRITE, 16384 * i, &iov, 1, 4096);
+		assert_int_equal(blkq_submit(q, &w[i]), 0);
+	}
+	wait_count(2);
+	settle(20, 2); /* the third waits for the disk */
+	assert_ptr_equal(dr.order[0], &w[0]);
+	assert_ptr_equal(dr.order[1], &w[1]);
+	md_set_gate(md, false);
+	blkq_drain(q);
+	assert_int_equal(dr.count, 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(md->data[16384 * i], 0x5e);
+	blkq_get_stats(q, &st);
+	assert_int_equal(st.write_behind, 2);
+	free(buf);
+}
+
+/* blkq_free() with write-behinds in flight writes them first. */
+static void test_write_behind_free(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 4096);
+	struct blkq_iov iov = { buf, 4096 };
+	struct blkq_req w;
+
+	make_wb_queue(BLKQ_DEFAULT_WRITE_BEHIND);
+	md->write_delay_us = 20000;
+	memset(buf, 0x4d, 4096);
+	rw_req(&w, BLKQ_OP_WRITE, 12288, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &w), 0);
+	wait_count(1);
+	assert_int_equal(md->data[12288], 0);
+	blkq_free(q);
+	q = NULL;
+	assert_int_equal(md->data[12288], 0x4d);
 	free(buf);
 }
 
@@ -996,6 +1187,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fua, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nowait_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nowait_write_keeps_flush_barrier, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_behind_then_flush, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_behind_ordering, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_behind_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_behind_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_behind_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_deferred_delivery, setup, teardown),

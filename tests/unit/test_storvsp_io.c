@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #define SU_ASSERT(x) assert_true(x)
+#include "block/queue.h"
 #include "test_storvsp_util.h"
 
 #define DISK (8u << 20)
@@ -29,6 +30,21 @@ static int setup(void **state)
 	return 0;
 }
 
+static int setup_write_behind(void **state)
+{
+	struct storvsp_config c;
+
+	su_config_default(&c);
+	c.inline_io = false;
+	c.io_threads = 4;
+	c.queue_depth = 8;
+	c.write_behind = BLKQ_DEFAULT_WRITE_BEHIND;
+	su_setup(&c);
+	d0 = su_add_disk(0, 0, DISK, 512, false);
+	d1 = NULL;
+	return 0;
+}
+
 static int setup_threads(void **state)
 {
 	struct storvsp_config c;
@@ -37,6 +53,7 @@ static int setup_threads(void **state)
 	c.inline_io = false;
 	c.io_threads = 4;
 	c.queue_depth = 8;
+	c.write_behind = 0; /* writes complete when the disk has them */
 	su_setup(&c);
 	d0 = su_add_disk(0, 0, DISK, 512, false);
 	d1 = NULL;
@@ -391,6 +408,45 @@ static void test_cached_writes(void **state)
 	assert_int_equal(li.cached_reads, 0);
 }
 
+/* Write-behind: a write the disk would make wait is answered at once; a
+ * SYNCHRONIZE CACHE after it is answered only once the disk has it. */
+static void test_write_behind(void **state)
+{
+	struct storvsp_lun_info li;
+	uint32_t relid = su_bring_up(0);
+	uint64_t pfn = SU_DATA_PFN;
+	struct vstor_packet req;
+	struct su_pkt r;
+	uint8_t c[10];
+
+	md_set_gate(d0, true);
+	memset(su_data(0), 0x47, 4096);
+	cdb10(c, SCSI_WRITE_10, 16, 8);
+	req = su_srb(0, c, 10, VMSCSI_DATA_OUT, 4096);
+	assert_int_equal(su_send_gpa(relid, 1, &req, 64, 0, 4096, &pfn, 1), 0);
+	assert_true(su_wait(relid, &r));
+	assert_int_equal(r.trans_id, 1);
+	assert_int_equal(su_vstor(&r).srb.srb_status, SRB_STATUS_SUCCESS);
+	md_wait_waiting(d0, 1);
+	assert_int_equal(d0->data[16 * 512], 0);
+	cdb10(c, SCSI_SYNCHRONIZE_CACHE_10, 0, 0);
+	req = su_srb(0, c, 10, VMSCSI_DATA_NONE, 0);
+	assert_int_equal(su_send_inband(relid, 2, &req, 64, true), 0);
+	su_poll(20);
+	assert_false(su_recv(relid, &r));
+	assert_int_equal(d0->nflushes, 0);
+	md_set_gate(d0, false);
+	assert_true(su_wait(relid, &r));
+	assert_int_equal(r.trans_id, 2);
+	assert_int_equal(su_vstor(&r).srb.srb_status, SRB_STATUS_SUCCESS);
+	assert_int_equal(d0->nflushes, 1);
+	assert_int_equal(d0->data[16 * 512], 0x47);
+	assert_int_equal(storvsp_list(su.sv, &li, 1), 1);
+	assert_int_equal(li.writes, 1);
+	assert_int_equal(li.write_behind, 1);
+	assert_int_equal(li.write_behind_errors, 0);
+}
+
 /* A full disk queue: the VSP leaves requests in the ring and picks them up
  * when completions free slots. */
 static void test_queue_back_pressure(void **state)
@@ -556,6 +612,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent, setup_threads, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_back_pressure, setup_threads, teardown),
 		cmocka_unit_test_setup_teardown(test_drain, setup_threads, teardown),
+		cmocka_unit_test_setup_teardown(test_drain, setup_write_behind, teardown),
+		cmocka_unit_test_setup_teardown(test_write_behind, setup_write_behind, teardown),
 		cmocka_unit_test_setup_teardown(test_cached_writes, setup_threads, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_io_in_flight, setup_threads, teardown),
 	};
