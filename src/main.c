@@ -27,7 +27,13 @@
 #include "util/parse.h"
 #include "x86/boot.h"
 
-enum { EXIT_POWEROFF = 0, EXIT_FAILURE_RUNTIME = 1, EXIT_USAGE = 2, EXIT_HOST_STOP = 3 };
+enum {
+	EXIT_POWEROFF = 0,
+	EXIT_FAILURE_RUNTIME = 1,
+	EXIT_USAGE = 2,
+	EXIT_HOST_STOP = 3,
+	EXIT_GUEST_RESET = 4, /* --no-reboot */
+};
 
 #define DEFAULT_CMDLINE "console=ttyS0"
 #define DEFAULT_MEMORY (512ULL << 20)
@@ -35,7 +41,7 @@ enum { EXIT_POWEROFF = 0, EXIT_FAILURE_RUNTIME = 1, EXIT_USAGE = 2, EXIT_HOST_ST
 static const char usage_text[] =
 	"usage: hvmm run --kernel BZIMAGE [--initrd FILE] [--cmdline STR]\n"
 	"                [--memory SIZE] [--cpus N] [--disk SPEC]... [--api SOCKET]\n"
-	"                [--verbose]\n"
+	"                [--no-reboot] [--verbose]\n"
 	"\n"
 	"  --kernel BZIMAGE  Linux kernel (bzImage, boot protocol 2.12 or later)\n"
 	"  --initrd FILE     initial RAM disk\n"
@@ -47,12 +53,14 @@ static const char usage_text[] =
 	"                    each of 4 controllers; the format is probed unless\n"
 	"                    given; a comma in PATH is written \",,\")\n"
 	"  --api SOCKET      serve the management API on this Unix socket\n"
+	"  --no-reboot       exit (status 4) when the guest resets instead of\n"
+	"                    restarting it: a reboot, a triple fault\n"
 	"  --verbose         log debug messages\n"
 	"\n"
 	"The guest's COM1 is hvmm's standard input and output. SIGTERM asks the\n"
 	"guest to shut down (a second one powers it off).\n"
 	"Exit status: 0 guest powered off, 1 runtime error, 2 bad command line,\n"
-	"3 stopped by a signal.\n";
+	"3 stopped by a signal, 4 guest reset with --no-reboot.\n";
 
 struct file_map {
 	uint8_t *data;
@@ -63,6 +71,7 @@ struct options {
 	const char *kernel_path, *initrd_path, *cmdline, *api_path;
 	uint64_t mem_size;
 	unsigned nr_cpus;
+	bool no_reboot;
 	struct disk_set disks;
 };
 
@@ -131,7 +140,8 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "cmdline", required_argument, NULL, 'c' }, { "memory", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'n' },   { "verbose", no_argument, NULL, 'v' },
 		{ "api", required_argument, NULL, 'a' },     { "disk", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+		{ "no-reboot", no_argument, NULL, 'r' },    { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
 	int c;
@@ -145,6 +155,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 		case 'c': o->cmdline = optarg; break;
 		case 'a': o->api_path = optarg; break;
 		case 'v': log_threshold = LOG_DEBUG; break;
+		case 'r': o->no_reboot = true; break;
 		case 'd': add_disk_arg(o, optarg); break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'm':
@@ -308,11 +319,15 @@ static int run_command(int argc, char **argv)
 		why_stopped = vm_run(vm);
 		control_attach(&ctl, NULL);
 		vm_destroy(vm);
-		if (why_stopped == VM_STOP_REBOOT) {
+		if (why_stopped == VM_STOP_REBOOT && !o.no_reboot) {
 			log_info("guest reset: restarting the VM");
 			continue;
 		}
 		control_fini(&ctl);
+		if (why_stopped == VM_STOP_REBOOT) {
+			log_info("guest reset: exiting (--no-reboot)");
+			return EXIT_GUEST_RESET;
+		}
 		if (why_stopped == VM_STOP_POWEROFF)
 			return EXIT_POWEROFF;
 		return why_stopped == VM_STOP_HOST ? EXIT_HOST_STOP : EXIT_FAILURE_RUNTIME;

@@ -74,6 +74,10 @@ fio_job() {
 # mark KEY: the disk's requests completed so far (reads + writes), then 2 s
 # idle for the host to read KVM's exit counters (see host.sh).
 mark() { report "$1" "$(awk '{print $1 + $5}' /sys/block/${dev#/dev/}/stat)"; sleep 2; }
+# settle: idle before a job, so that the host has written back what the job
+# before it wrote (the software host writes back within about 1 s) and each
+# job starts from the same state whatever ran before it.
+settle() { sleep 3; }
 
 echo "##e2e## start=fill"
 report fill "$(fio_job fill write 1M 32)"
@@ -87,6 +91,7 @@ for t in $tests; do
         randwrite) rw=randwrite bs=4k ;;
         *) report error "unknown test $t"; continue ;;
     esac
+    settle
     echo "##e2e## start=$t"
     report "fio_$t" "$(fio_job "$t" $rw $bs "$qd" --runtime="$runtime" --time_based --ramp_time=1)"
 done

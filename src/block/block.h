@@ -99,9 +99,8 @@ struct blk_disk {
 	bool no_nowait_read, no_nowait_write;
 };
 
-/* Open `path` as `format` (BLK_FMT_AUTO: probe, raw last). On an O_DIRECT
- * failure (file systems without it) drivers fall back to buffered I/O.
- * Returns NULL and fills err on failure. */
+/* Open `path` as `format` (BLK_FMT_AUTO: probe, raw last), for I/O through
+ * the host's page cache. Returns NULL and fills err on failure. */
 struct blk_disk *blk_open(const char *path, enum blk_format format, unsigned flags,
 			  struct blk_error *err);
 void blk_close(struct blk_disk *d);
