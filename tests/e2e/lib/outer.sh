@@ -16,7 +16,7 @@
 # lockup, a panic or a BUG after it came up (QEMU/TCG emulating nested SVM
 # does that now and then; no user-space program in it can), a new host is
 # booted for the scenarios not finished, the interrupted one included, at
-# most E2E_RESTARTS (3) times; an INFO line says so. Each NAME that still
+# most E2E_RESTARTS (8) times; an INFO line says so. Each NAME that still
 # never reported END gets a FAIL line.
 #
 # interactive_outer INITRD APPEND: the same host with its serial console on
@@ -36,11 +36,15 @@ E2E_LOGS=${E2E_LOGS:-$(dirname "$E2E_CONSOLE_LOG")/scenarios}
 # guests' Hyper-V reference TSC page is marked invalid and every guest clock
 # read becomes an MSR exit (thousands a second: a different machine from any
 # real host, which has an invariant TSC).
+# la57=off: with 5-level paging the host kernel also makes KVM's nested page
+# tables 5-level, and every TCG page walk, for the host and through nested
+# paging for the guest, takes one more level; with 4 levels the scenarios
+# ran 15 to 35% faster here (hyperv 93 s -> 65 s, 2026-12-06).
 outer_qemu() {  # INITRD APPEND -> OUTER_QEMU array
     mkdir -p "$E2E_LOGS"
     OUTER_QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -M pc
         -virtfs "local,path=$E2E_LOGS,mount_tag=e2elogs,security_model=none,id=e2elogs"
-        -accel "tcg,thread=${E2E_TCG_THREAD:-multi}" -cpu max -smp "${E2E_HOST_CPUS:-2}"
+        -accel "tcg,thread=${E2E_TCG_THREAD:-multi}" -cpu max,la57=off -smp "${E2E_HOST_CPUS:-2}"
         -m "${E2E_HOST_MEM:-3G}" -nic none -no-reboot
         -d cpu_reset -D "$(qemu_reset_log)"
         -kernel "$VMLINUZ" -initrd "$1" -append "console=ttyS0 panic=-1 tsc=reliable $2")
@@ -83,7 +87,7 @@ run_outer() {
     local initrd=$1 append=$2; shift 2
     local -A done_=()
     local line rest kind name current= hostfail= up= fd qpid t0 deadline left quiet why= s rc last=
-    local pending=() left_names=() restarts=${E2E_RESTARTS:-3}
+    local pending=() left_names=() restarts=${E2E_RESTARTS:-8}
     if [[ -z ${E2E_RESTARTING:-} ]]; then
         rm -rf "$E2E_LOGS"
         mkdir -p "$(dirname "$E2E_CONSOLE_LOG")"
