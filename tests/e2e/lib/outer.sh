@@ -38,8 +38,10 @@ E2E_LOGS=${E2E_LOGS:-$(dirname "$E2E_CONSOLE_LOG")/scenarios}
 # real host, which has an invariant TSC).
 # la57=off: with 5-level paging the host kernel also makes KVM's nested page
 # tables 5-level, and every TCG page walk, for the host and through nested
-# paging for the guest, takes one more level; with 4 levels the scenarios
-# ran 15 to 35% faster here (hyperv 93 s -> 65 s, 2026-12-06).
+# paging for the guest, takes one more level. With 4 levels the scenarios
+# ran 15 to 35% faster here on 2026-12-06 (hyperv 93 s -> 65 s against a
+# 5-level run on Debian 6.1.0-50; on the same 6.1.0-57 kernel, reboot
+# 48.6 s -> 40.9 s).
 outer_qemu() {  # INITRD APPEND -> OUTER_QEMU array
     mkdir -p "$E2E_LOGS"
     OUTER_QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -M pc
