@@ -14,8 +14,9 @@
 #
 # If the software host dies, stops answering or its kernel reports a soft
 # lockup, a panic or a BUG after it came up (QEMU/TCG emulating nested SVM
-# does that now and then; no user-space program in it can), a new host is
-# booted for the scenarios not finished, the interrupted one included, at
+# does that now and then; no user-space program in it can), or QEMU crashes
+# or the host kernel reports a BUG or soft lockup while it boots, a new host
+# is booted for the scenarios not finished, the interrupted one included, at
 # most E2E_RESTARTS (8) times; an INFO line says so. Each NAME that still
 # never reported END gets a FAIL line.
 #
@@ -159,16 +160,28 @@ run_outer() {
             DONE) why=done; break ;;
         esac
     done
-    local qrc=0
+    local qrc=0 crashed=
     [[ $why == died ]] || kill "$qpid" 2>/dev/null || true
     wait "$qpid" 2>/dev/null || qrc=$?
     exec {fd}<&-
     # QEMU ends by itself when the host resets (-no-reboot: status 0) or when
     # QEMU crashes (a signal: status above 128).
-    [[ $why != died ]] || why="died: QEMU exited with status $qrc${last:+; last console line: ${last:0:160}}"
+    # Before the host is up, only a crash of the emulator itself (QEMU
+    # killed by a signal: seen in CI on 2026-12-06, SIGSEGV during the host
+    # kernel's PCI scan) or a kernel BUG or soft lockup is worth another
+    # boot; a panic, a timeout or a HOST-FAIL would only repeat.
+    if [[ $why == died ]]; then
+        ((qrc <= 128)) || crashed=1
+        why="died: QEMU exited with status $qrc${last:+; last console line: ${last:0:160}}"
+    elif [[ $why == "its kernel reported: "* && $why != *"Kernel panic"* ]]; then
+        crashed=1
+    fi
     for name in "$@"; do [[ -n ${done_[$name]:-} ]] || left_names+=("$name"); done
-    if [[ -n $up && -z $hostfail && $why != done && ${#left_names[@]} -gt 0 ]] && ((restarts > 0)); then
-        echo "e2e: software host ${current:+stopped during $current }($why): booting a new one for the" \
+    if [[ -z $hostfail && $why != done && ${#left_names[@]} -gt 0 ]] && ((restarts > 0)) &&
+        [[ -n $up || -n $crashed ]]; then
+        local when=${current:+stopped during $current }
+        [[ -n $up ]] || when="crashed while booting "
+        echo "e2e: software host $when($why): booting a new one for the" \
             "${#left_names[@]} scenario(s) left (restart $((${E2E_RESTARTS_DONE:-0} + 1)); QEMU's reset log:" \
             "$(qemu_reset_log))" >&"$E2E_INFO_FD"
         E2E_RESTARTING=1 E2E_RESTARTS=$((restarts - 1)) E2E_RESTARTS_DONE=$((${E2E_RESTARTS_DONE:-0} + 1)) \
