@@ -20,7 +20,8 @@
 # within its time limit, is stopped and reported with the end of its console,
 # its threads and, for hvmm, its disks' state from the API. A guest that
 # resets (a triple fault) ends its VM (--no-reboot, -no-reboot): the jobs
-# it finished count, the rest are missing from that run.
+# it finished count, the rest are missing from that run. If the software host
+# itself dies, the next one takes up from the VM run that was cut short.
 . "$E2E_LIB/host.sh"
 
 mem=${BENCH_MEMORY:-512M} cpus=${BENCH_CPUS:-2} runs=${BENCH_RUNS:-3}
@@ -283,8 +284,30 @@ ticker=$!
 [[ -x $HVMM ]] || { vms=(qemu); say "hvmm: $HVMM not found"; }
 say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on $fs (loop device over tmpfs);" \
     "fio O_DIRECT libaio, $runtime s per job after a 1 s ramp"
+# On some machines the software host dies every few minutes (tests/e2e/README.md);
+# the runner then boots another, which runs this again. Each finished VM run
+# is saved to the runner's share (E2E_SHARE), the whole of $LOGDIR at once
+# (its list of finished runs included), so the next host takes up from the
+# run after it instead of starting over; a run cut short is run again whole.
+saved=${E2E_SHARE:+$E2E_SHARE/$SCENARIO.saved}
+if [[ -n $saved && -s $saved/finished ]]; then
+    cp -r "$saved/." "$LOGDIR/" ||
+        { verdict bench-storage "cannot restore the runs saved in $saved"; exit 0; }
+    say "storage: a new software host; taking up after the runs saved by the last one:" \
+        "$(tr '\n' ',' <"$LOGDIR/finished" | sed 's/,$//')"
+fi
+save_run() {  # NAME RUN
+    echo "$1 $2" >>"$LOGDIR/finished"
+    [[ -n $saved ]] || return 0
+    rm -rf "$saved.new" && cp -r "$LOGDIR" "$saved.new" && rm -rf "$saved" && mv "$saved.new" "$saved" ||
+        say "storage: cannot save $1 run $2 to $saved; a new software host would run it again"
+}
 for ((i = 1; i <= runs; i++)); do
-    for v in "${vms[@]}"; do run_vm "$v" "$i"; done
+    for v in "${vms[@]}"; do
+        grep -qx "$v $i" "$LOGDIR/finished" 2>/dev/null && continue
+        run_vm "$v" "$i"
+        save_run "$v" "$i"
+    done
 done
 
 say "medians of $runs runs (MiB/s for sequential, IOPS for random; runs counted in brackets"
@@ -324,4 +347,5 @@ if ls "$LOGDIR"/*.exits >/dev/null 2>&1; then
     done
 fi
 kill "$ticker" 2>/dev/null
+[[ -z $saved ]] || rm -rf "$saved"
 pass bench-storage

@@ -6,6 +6,8 @@
 #   GUEST_KERNEL   the guest bzImage;  GUEST_INITRD  the guest initramfs
 #   SCENARIO       this scenario's name; SCENARIO_DIR its directory
 #   LOGDIR         where to put logs (tails of them are printed on failure)
+#   E2E_SHARE      the runner's log directory (virtio-9p), which outlives a
+#                  software host that dies; unset when the share is missing
 #   GUEST_UP       regex of the line the guest's /init prints first in user space
 # Results
 #   pass NAME / fail NAME REASON...   print one result line for the runner
