@@ -1,7 +1,37 @@
 #include "core/guest_mem.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* mmap aligns to 4 KiB only (before Linux 6.7 even for large anonymous
+ * mappings): a mapping that starts inside a 2 MiB page puts every
+ * transparent huge page across two 2 MiB guest frames, so KVM maps the
+ * whole guest with 4 KiB entries. Over-allocate by the alignment and trim. */
+uint8_t *guest_mem_map(uint64_t size)
+{
+	uint64_t len = size + GUEST_MEM_ALIGN;
+	uint8_t *raw;
+
+	if (size == 0 || len < size) {
+		errno = EINVAL;
+		return NULL;
+	}
+	raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		   -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	uintptr_t start = ((uintptr_t)raw + GUEST_MEM_ALIGN - 1) & ~(uintptr_t)(GUEST_MEM_ALIGN - 1);
+	size_t head = start - (uintptr_t)raw, tail = len - head - size;
+
+	if (head)
+		munmap(raw, head);
+	if (tail)
+		munmap((uint8_t *)start + size, tail);
+	madvise((void *)start, size, MADV_HUGEPAGE);
+	return (uint8_t *)start;
+}
 
 void guest_mem_layout(struct guest_mem *gm, uint8_t *base, uint64_t size)
 {

@@ -26,6 +26,15 @@ struct guest_mem {
 #define GUEST_MEM_LOW_END 0xC0000000ULL
 #define GUEST_MEM_HIGH_START 0x100000000ULL
 
+/* KVM maps guest memory with 2 MiB nested page table entries only where
+ * the host address and the guest physical address agree modulo 2 MiB. */
+#define GUEST_MEM_ALIGN (2ULL << 20)
+
+/* `size` bytes of zeroed anonymous memory for guest RAM, starting at a
+ * multiple of GUEST_MEM_ALIGN and advised for transparent huge pages; NULL
+ * with errno set on failure. munmap(p, size) releases it. */
+uint8_t *guest_mem_map(uint64_t size);
+
 /* Lay out `size` bytes of RAM at `base` (which must be `size` bytes long). */
 void guest_mem_layout(struct guest_mem *gm, uint8_t *base, uint64_t size);
 

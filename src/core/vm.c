@@ -57,15 +57,13 @@ static void stop_requested(struct loop_source *src, uint32_t events)
 static int setup_memory(struct vm *vm)
 {
 	uint64_t size = vm->cfg->mem_size;
-	uint8_t *base = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint8_t *base = guest_mem_map(size);
 
-	if (base == MAP_FAILED) {
+	if (!base) {
 		log_err("cannot map %llu bytes of guest memory: %s", (unsigned long long)size,
 			strerror(errno));
 		return -ENOMEM;
 	}
-	madvise(base, size, MADV_HUGEPAGE);
 	madvise(base, size, MADV_DONTFORK);
 	guest_mem_layout(&vm->mem, base, size);
 	for (unsigned i = 0; i < vm->mem.nr_ranges; i++) {

@@ -72,6 +72,31 @@ static void copies(void **state)
 	assert_int_equal(guest_mem_read(&gm, 8192, out, 1), -EFAULT);
 }
 
+/* Guest RAM starts at a 2 MiB boundary, is exactly `size` bytes (nothing of
+ * the over-allocation stays mapped after it), zeroed and writable. */
+static void map_is_aligned_and_exact(void **state)
+{
+	const uint64_t sizes[] = { 4096, (6ULL << 20) + 4096, 64ULL << 20 };
+
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint64_t size = sizes[i];
+		uint8_t *p = guest_mem_map(size);
+
+		assert_non_null(p);
+		assert_int_equal((uintptr_t)p % GUEST_MEM_ALIGN, 0);
+		assert_int_equal(p[0] | p[size - 1], 0);
+		p[0] = p[size - 1] = 0xa5;
+		assert_int_equal(p[0] & p[size - 1], 0xa5);
+		errno = 0;
+		assert_int_equal(msync(p + ((size + 4095) & ~4095ULL), 4096, MS_ASYNC), -1);
+		assert_int_equal(errno, ENOMEM);
+		assert_int_equal(munmap(p, size), 0);
+	}
+	errno = 0;
+	assert_null(guest_mem_map(0));
+	assert_int_equal(errno, EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -79,6 +104,7 @@ int main(void)
 		cmocka_unit_test(split_layout),
 		cmocka_unit_test(overflow_is_refused),
 		cmocka_unit_test(copies),
+		cmocka_unit_test(map_is_aligned_and_exact),
 	};
 	return cmocka_run_group_tests(tests, reserve, NULL);
 }
