@@ -48,10 +48,11 @@ if [[ -n ${BENCH_VMS:-} ]]; then pick BENCH_VMS "$BENCH_VMS" "${vms[@]}"; vms=("
 counters=(exits io_exits mmio_exits hypercalls halt_exits irq_exits irq_window_exits
           irq_injections request_irq_exits signal_exits)
 vm_timeout=$((240 + ${#tests[@]} * (runtime + 15)))
-# Guests here reset (triple-fault) now and then early in their boot, hvmm's
-# far more often than QEMU's (tests/e2e/README.md): a run whose guest reset
-# before its first figure is booted again, up to 3 boots in all.
-boot_tries=3
+# Guests here reset (triple-fault) or spin now and then early in their boot,
+# hvmm's far more often than QEMU's (tests/e2e/README.md): a run whose guest
+# reset before its first figure, or was not in user space after boot_timeout
+# seconds (a boot takes about 10), is booted again, up to 3 boots in all.
+boot_tries=3 boot_timeout=120
 D=/mnt/bench-storage/run
 
 cmdline() { local t="${tests[*]}"; guest_cmdline "bench.disk=$1 bench.runtime=$runtime bench.tests=${t// /,} bench.diag"; }
@@ -165,10 +166,10 @@ hang_report() {
 }
 
 # run_vm NAME RUN: one VM on a fresh backing file; appends "TEST FIGURE" lines
-# to $LOGDIR/NAME.data. Fails when the guest reset before any figure (the
-# caller boots it again, at most boot_tries times in all).
+# to $LOGDIR/NAME.data. Fails when the guest reset before any figure or did
+# not boot (the caller boots it again, at most boot_tries times in all).
 run_vm() {
-    local name=$1 i=$2 log=$LOGDIR/$1-$2.log f pid st t0 t v line= err= cmd
+    local name=$1 i=$2 log=$LOGDIR/$1-$2.log f pid st t0 t v line= err= cmd booted=
     rm -rf "$D" && mkdir -p "$D"
     case $name in
         hvmm) f=$D/disk.raw; truncate -s "$size" "$f"; hvmm_cmd "$f,format=raw" ;;
@@ -184,10 +185,14 @@ run_vm() {
     # the VM said last is still there.
     "${cmd[@]}" </dev/null > >(tee "$log" | sed "s/^/vm| $name-$i: /") 2>&1 &
     pid=$!
-    # Until it exits, its time is up, or the guest says a job is stuck (60 s
-    # past its end).
+    # Until it exits, its time is up, the guest says a job is stuck (60 s
+    # past its end) or it is not in user space after boot_timeout s.
     while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < vm_timeout)) &&
           ! expect_in "$log" '##e2e## stuck='; do
+        if ((SECONDS - t0 >= boot_timeout)) && ! expect_in "$log" "$GUEST_UP"; then
+            booted=no
+            break
+        fi
         for v in io0 io1; do
             [[ -e $log.$v ]] || ! expect_in "$log" "##e2e## $v=" || {
                 kvm_stats "$pid" >"$log.$v"
@@ -217,6 +222,7 @@ run_vm() {
     if ! expect_in "$log" '##e2e## done=yes'; then
         if expect_in "$log" '##e2e## stuck='; then
             err="a job did not finish: $(guest_value "$log" stuck); stopped after $((SECONDS - t0)) s"
+        elif [[ $booted == no ]]; then err="the guest was not in user space after $boot_timeout s"
         elif ((st == 124)); then err="did not finish within $vm_timeout s"
         elif [[ $name != qemu ]] && ((st == 4)); then err="the guest reset (hvmm --no-reboot: status 4)"
         else err="exited with status $st before finishing"; fi
@@ -250,8 +256,9 @@ run_vm() {
             say "$name run $i: hvctl vhd check: $(tail -n 3 "$log.check" | tr '\n' ' ')"
     fi
     rm -rf "$D"
-    # A guest that reset before any job gave a figure: worth another boot.
-    [[ $st != 4 || -n $line ]]
+    # A guest that reset before any job gave a figure, or that never got to
+    # user space: worth another boot.
+    [[ $booted != no && ($st != 4 || -n $line) ]]
 }
 
 median() { sort -n | awk '{v[NR]=$1} END{if (NR) print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
