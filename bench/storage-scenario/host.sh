@@ -200,7 +200,10 @@ run_vm() {
                 [[ $name == qemu ]] || timeout 10 "$HVCTL" --api "$D/api.sock" disk list >"$log.$v.disks" 2>&1
             }
         done
-        sleep 0.2
+        # Each pass forks a few greps: once a second keeps that churn (which
+        # the 2-CPU software host pays for while a VM is measured, and which
+        # seems to make its guests reset more often) small.
+        sleep 1
     done
     if kill -0 "$pid" 2>/dev/null; then
         hang_report "$name" "$pid" >"$log.hang" 2>&1
