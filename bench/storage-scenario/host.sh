@@ -189,9 +189,8 @@ run_vm() {
     # past its end) or it is not in user space after boot_timeout s.
     while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < vm_timeout)) &&
           ! expect_in "$log" '##e2e## stuck='; do
-        if ((SECONDS - t0 >= boot_timeout)) && ! expect_in "$log" "$GUEST_UP"; then
-            booted=no
-            break
+        if [[ -z $booted ]] && ((SECONDS - t0 >= boot_timeout)); then
+            if expect_in "$log" "$GUEST_UP"; then booted=yes; else booted=no; break; fi
         fi
         for v in io0 io1; do
             [[ -e $log.$v ]] || ! expect_in "$log" "##e2e## $v=" || {
