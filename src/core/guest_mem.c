@@ -30,6 +30,7 @@ uint8_t *guest_mem_map(uint64_t size)
 	if (tail)
 		munmap((uint8_t *)start + size, tail);
 	madvise((void *)start, size, MADV_HUGEPAGE);
+	madvise((void *)start, size, MADV_DONTFORK);
 	return (uint8_t *)start;
 }
 

@@ -31,8 +31,9 @@ struct guest_mem {
 #define GUEST_MEM_ALIGN (2ULL << 20)
 
 /* `size` bytes of zeroed anonymous memory for guest RAM, starting at a
- * multiple of GUEST_MEM_ALIGN and advised for transparent huge pages; NULL
- * with errno set on failure. munmap(p, size) releases it. */
+ * multiple of GUEST_MEM_ALIGN, advised for transparent huge pages and kept
+ * out of forked children; NULL with errno set on failure. munmap(p, size)
+ * releases it. */
 uint8_t *guest_mem_map(uint64_t size);
 
 /* Lay out `size` bytes of RAM at `base` (which must be `size` bytes long). */

@@ -64,7 +64,6 @@ static int setup_memory(struct vm *vm)
 			strerror(errno));
 		return -ENOMEM;
 	}
-	madvise(base, size, MADV_DONTFORK);
 	guest_mem_layout(&vm->mem, base, size);
 	for (unsigned i = 0; i < vm->mem.nr_ranges; i++) {
 		struct kvm_userspace_memory_region region = {
