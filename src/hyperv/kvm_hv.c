@@ -59,6 +59,8 @@ struct hv_partition {
 	struct loop_source queue_src;
 	struct hv_port **ports;
 	unsigned nr_ports;
+	struct loop_timer watchdog; /* vmbus_server_watchdog() */
+	bool watchdog_added;
 };
 
 static const struct {
@@ -470,6 +472,20 @@ static int host_signal_guest(void *ctx, uint32_t vp, uint32_t sint, uint32_t rel
 	return ret < 0 ? ret : 0;
 }
 
+static int host_kick_guest(void *ctx, uint32_t vp, uint32_t sint, uint32_t relid)
+{
+	struct hv_partition *hv = ctx;
+
+	return synic_raise_event(hv->synic, vp, sint, relid);
+}
+
+static void watchdog_tick(struct loop_timer *t)
+{
+	struct hv_partition *hv = container_of(t, struct hv_partition, watchdog);
+
+	vmbus_server_watchdog(hv->vmbus);
+}
+
 static void port_signalled(struct loop_source *src, uint32_t events)
 {
 	struct hv_port *port = container_of(src, struct hv_port, src);
@@ -556,6 +572,7 @@ static int host_register_guest_signal(void *ctx, uint32_t conn_id, bool on)
 static const struct vmbus_host_ops vmbus_ops = {
 	.post_message = host_post_message,
 	.signal_guest = host_signal_guest,
+	.kick_guest = host_kick_guest,
 	.register_guest_signal = host_register_guest_signal,
 };
 
@@ -587,7 +604,12 @@ struct hv_partition *hv_partition_new(struct vm *vm)
 	hv->synic = synic_new(&vm->mem, hv->nr_vps, 0, &synic_ops, hv);
 	cfg.ctx = hv;
 	hv->vmbus = hv->synic ? vmbus_server_new(&cfg) : NULL;
-	if (!hv->vmbus) {
+	if (!hv->vmbus || loop_timer_add(vm->loop, &hv->watchdog, watchdog_tick) < 0) {
+		hv_partition_free(hv);
+		return NULL;
+	}
+	hv->watchdog_added = true;
+	if (loop_timer_arm(&hv->watchdog, VMBUS_WATCHDOG_MS, VMBUS_WATCHDOG_MS) < 0) {
 		hv_partition_free(hv);
 		return NULL;
 	}
@@ -603,6 +625,8 @@ void hv_partition_free(struct hv_partition *hv)
 {
 	if (!hv)
 		return;
+	if (hv->watchdog_added)
+		loop_timer_del(hv->vm->loop, &hv->watchdog);
 	/* The server closes channels first: that unregisters their ports. */
 	if (hv->vmbus)
 		vmbus_server_free(hv->vmbus);

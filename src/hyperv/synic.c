@@ -254,7 +254,7 @@ int synic_ack(struct synic *s, uint32_t vp)
 	return n;
 }
 
-int synic_set_event(struct synic *s, uint32_t vp, uint32_t sint, uint32_t flag)
+static int set_event(struct synic *s, uint32_t vp, uint32_t sint, uint32_t flag, bool always)
 {
 	uint64_t *words, bit, old;
 
@@ -268,10 +268,22 @@ int synic_set_event(struct synic *s, uint32_t vp, uint32_t sint, uint32_t flag)
 	bit = 1ull << (flag % 64);
 	/* The guest clears bits with atomic test-and-clear: OR atomically. */
 	old = __atomic_fetch_or(&words[flag / 64], bit, __ATOMIC_SEQ_CST);
-	if (old & bit)
+	if ((old & bit) && !always)
 		return 0;
 	raise_sints(s, vp, 1u << sint);
-	return 1;
+	return !(old & bit);
+}
+
+int synic_set_event(struct synic *s, uint32_t vp, uint32_t sint, uint32_t flag)
+{
+	return set_event(s, vp, sint, flag, false);
+}
+
+int synic_raise_event(struct synic *s, uint32_t vp, uint32_t sint, uint32_t flag)
+{
+	int ret = set_event(s, vp, sint, flag, true);
+
+	return ret < 0 ? ret : 0;
 }
 
 unsigned synic_queued(struct synic *s, uint32_t vp, uint32_t sint)

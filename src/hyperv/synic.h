@@ -67,6 +67,9 @@ int synic_ack(struct synic *s, uint32_t vp);
  * was newly set (the SINT was asserted), 0 if it was already set, -EINVAL
  * for bad arguments, -ENXIO if the VP's event page is not enabled. */
 int synic_set_event(struct synic *s, uint32_t vp, uint32_t sint, uint32_t flag);
+/* Like synic_set_event(), but assert the SINT even if the flag was already
+ * set (an interrupt the guest may have lost). Returns 0 or as above. */
+int synic_raise_event(struct synic *s, uint32_t vp, uint32_t sint, uint32_t flag);
 
 /* Messages waiting for (vp, sint) (0 for bad arguments). */
 unsigned synic_queued(struct synic *s, uint32_t vp, uint32_t sint);

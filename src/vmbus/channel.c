@@ -361,3 +361,64 @@ int vmbus_chan_send_completion(struct vmbus_channel *ch, uint64_t trans_id, cons
 {
 	return vmbus_chan_send(ch, VMBUS_PKT_COMP, 0, trans_id, data, len);
 }
+
+/* ---- stall watchdog ---- */
+
+static void chan_kick_guest(struct vmbus_channel *ch)
+{
+	struct vmbus_server *srv = ch->srv;
+	int ret;
+
+	if (srv->resetting)
+		return;
+	ret = srv->ops.kick_guest
+		      ? srv->ops.kick_guest(srv->ctx, ch->target_vp, srv->msg_sint, ch->relid)
+		      : srv->ops.signal_guest(srv->ctx, ch->target_vp, srv->msg_sint, ch->relid);
+	if (ret < 0) {
+		char name[CHAN_NAME_LEN];
+
+		log_ratelimited(LOG_WARN, "vmbus: %s: interrupting VP %u again failed: %d",
+				chan_name(ch, name, sizeof(name)), ch->target_vp, ret);
+	}
+}
+
+/* One tick for one channel; returns 1 if it was kicked or notified. */
+unsigned chan_watchdog(struct vmbus_channel *ch)
+{
+	char name[CHAN_NAME_LEN];
+	uint32_t guest_rd, unconsumed, unread;
+	bool guest_behind, host_behind, guest_stalled, host_stalled;
+
+	if (ch->state != CHAN_OPEN || ch->broken) {
+		ch->wd_guest_behind = ch->wd_host_behind = false;
+		return 0;
+	}
+	unconsumed = ring_bytes_unconsumed(&ch->out, &guest_rd);
+	unread = ring_bytes_to_read(&ch->in);
+	guest_behind = unconsumed != 0;
+	host_behind = unread != 0 || ring_space_waiting(&ch->out);
+	guest_stalled = guest_behind && ch->wd_guest_behind && guest_rd == ch->wd_guest_rd;
+	host_stalled = host_behind && ch->wd_host_behind && ch->in.rd == ch->wd_host_rd;
+	ch->wd_guest_behind = guest_behind;
+	ch->wd_guest_rd = guest_rd;
+	ch->wd_host_behind = host_behind;
+	ch->wd_host_rd = ch->in.rd;
+	if (guest_stalled) {
+		log_ratelimited(LOG_WARN,
+				"vmbus: %s: the guest left %u bytes unread for %u ms (read index %u, "
+				"interrupt mask %u); interrupting VP %u again",
+				chan_name(ch, name, sizeof(name)), unconsumed, VMBUS_WATCHDOG_MS,
+				guest_rd, __atomic_load_n(&ch->out.ctrl->interrupt_mask, __ATOMIC_RELAXED),
+				ch->target_vp);
+		chan_kick_guest(ch);
+	}
+	if (host_stalled && ch->dev->cls->notify) {
+		log_ratelimited(LOG_WARN,
+				"vmbus: %s: %u bytes from the guest unread for %u ms%s; serving the "
+				"channel as if signalled",
+				chan_name(ch, name, sizeof(name)), unread, VMBUS_WATCHDOG_MS,
+				ring_space_waiting(&ch->out) ? ", a send waits for free space" : "");
+		ch->dev->cls->notify(ch);
+	}
+	return guest_stalled || host_stalled;
+}

@@ -260,6 +260,22 @@ uint32_t ring_bytes_free(const struct vmbus_ring *r)
 	return writer_free(r, &f) ? 0 : f;
 }
 
+uint32_t ring_bytes_unconsumed(const struct vmbus_ring *r, uint32_t *guest_rd)
+{
+	uint32_t rd = ctrl_load(&r->ctrl->read_index);
+
+	*guest_rd = rd;
+	return index_valid(r, rd) ? ring_distance(r, rd, r->wr) : 0;
+}
+
+bool ring_space_waiting(const struct vmbus_ring *r)
+{
+	uint32_t f;
+
+	return r->pending_set && !writer_free(r, &f) &&
+	       f > ctrl_load(&r->ctrl->pending_send_sz);
+}
+
 /* Check there is room for `total` bytes (strictly less than the free
  * space, so a full ring never looks empty); otherwise ask the guest to
  * signal us when there is, and check once more. */

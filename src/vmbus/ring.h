@@ -121,4 +121,12 @@ int ring_send(struct vmbus_ring *r, uint16_t type, uint16_t flags, uint64_t tran
 /* Free bytes for the writer (0 on corrupt state). */
 uint32_t ring_bytes_free(const struct vmbus_ring *r);
 
+/* Writer: bytes written that the guest has not consumed yet, and its read
+ * index in *guest_rd (0 and the raw value on corrupt state). */
+uint32_t ring_bytes_unconsumed(const struct vmbus_ring *r, uint32_t *guest_rd);
+
+/* Writer: a ring_write() got -EAGAIN and the space it wanted is free now
+ * (the guest's signal for it is due). */
+bool ring_space_waiting(const struct vmbus_ring *r);
+
 #endif

@@ -629,3 +629,18 @@ int vmbus_server_signal(struct vmbus_server *srv, uint32_t conn_id)
 	srv_sweep_devices(srv);
 	return 0;
 }
+
+unsigned vmbus_server_watchdog(struct vmbus_server *srv)
+{
+	unsigned n = 0;
+
+	if (srv->state != SRV_CONNECTED || srv->resetting)
+		return 0;
+	srv->depth++;
+	for (uint32_t relid = 1; relid <= VMBUS_MAX_RELID; relid++)
+		if (srv->relids[relid])
+			n += chan_watchdog(srv->relids[relid]);
+	srv->depth--;
+	srv_sweep_devices(srv);
+	return n;
+}

@@ -67,6 +67,10 @@ struct vmbus_host_ops {
 	 * VP `vp` and raise the SINT if the flag was clear
 	 * (synic_set_event()). 0 or -errno. */
 	int (*signal_guest)(void *ctx, uint32_t vp, uint32_t sint, uint32_t relid);
+	/* Like signal_guest, but raise the SINT even if the flag was already
+	 * set: the stall watchdog's retry of an interrupt the guest seems to
+	 * have lost. May be NULL (signal_guest is used). */
+	int (*kick_guest)(void *ctx, uint32_t vp, uint32_t sint, uint32_t relid);
 	/* Start (on) or stop routing the guest's HvSignalEvent(conn_id) to
 	 * vmbus_server_signal() (KVM: KVM_HYPERV_EVENTFD plus an eventfd loop
 	 * source; also handle the HCALL exit for the id). May be NULL. A
@@ -100,6 +104,18 @@ int vmbus_server_handle_message(struct vmbus_server *srv, uint32_t conn_id, cons
 /* The guest signalled connection id `conn_id` (HvSignalEvent). Calls the
  * channel's notify op. Returns 0, or -ENOENT if no open channel has it. */
 int vmbus_server_signal(struct vmbus_server *srv, uint32_t conn_id);
+
+/* Stall watchdog; the VMM calls it every VMBUS_WATCHDOG_MS. A channel
+ * whose host->guest ring held unread packets at two ticks in a row without
+ * the guest's read index moving gets its interrupt again (kick_guest); one
+ * whose guest->host ring held unread packets (or whose device waits for
+ * ring space that is free now) without us moving gets its notify op, as if
+ * the guest had signalled. Both are logged (rate-limited). A lost
+ * interrupt or signal (seen under nested virtualization) would otherwise
+ * stall the channel for good; a spurious one is harmless, as the protocol
+ * allows them. Returns the number of channels kicked or notified. */
+#define VMBUS_WATCHDOG_MS 1000u
+unsigned vmbus_server_watchdog(struct vmbus_server *srv);
 
 /* VM reset: close every channel, reset every device, revoke every GPADL and
  * forget the connection, without sending anything. */

@@ -27,6 +27,11 @@ struct vmbus_channel {
 	struct vmbus_ring out; /* host -> guest */
 	uint8_t open_data[VMBUS_OFFER_USER_DEF_LEN];
 	void *priv;
+	/* Stall watchdog: what the last tick saw (valid while open). */
+	uint32_t wd_guest_rd; /* out ring: the guest's read index */
+	uint32_t wd_host_rd;  /* in ring: our read position */
+	bool wd_guest_behind; /* out ring held unread bytes */
+	bool wd_host_behind;  /* in ring held unread bytes (or a send waited) */
 };
 
 struct vmbus_device {
@@ -127,6 +132,7 @@ void chan_handle_open(struct vmbus_server *srv, const void *msg, size_t len);
 void chan_handle_close(struct vmbus_server *srv, const void *msg, size_t len);
 void chan_handle_modify(struct vmbus_server *srv, const void *msg, size_t len);
 void chan_close(struct vmbus_channel *ch);
+unsigned chan_watchdog(struct vmbus_channel *ch);
 
 #define CHAN_NAME_LEN 64
 

@@ -203,6 +203,16 @@ static void test_event_flags(void **state)
 	/* VP 0's page and other SINTs are untouched. */
 	assert_int_equal(*(uint64_t *)(mem + SIEFP0 + 2 * 256), 0);
 	assert_int_equal(*(uint64_t *)(mem + SIEFP1 + 3 * 256), 0);
+	/* raise: the flag is already set, the SINT is asserted anyway (the
+	 * guest may have lost the first interrupt). */
+	assert_int_equal(synic_raise_event(syn, 1, 2, 5), 0);
+	assert_int_equal(nr_asserts, 4);
+	assert_int_equal(w[0], 1ull << 5);
+	w[0] = 0;
+	assert_int_equal(synic_raise_event(syn, 1, 2, 6), 0);
+	assert_int_equal(w[0], 1ull << 6);
+	assert_int_equal(nr_asserts, 5);
+	assert_int_equal(synic_raise_event(syn, 1, 2, 2048), -EINVAL);
 }
 
 static void test_reset(void **state)

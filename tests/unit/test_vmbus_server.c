@@ -1229,6 +1229,85 @@ static void test_flow_control(void **state)
 	guest_rings_destroy(&g);
 }
 
+/* A lost interrupt in either direction: the watchdog notices a ring that
+ * stayed unread for two ticks, and only then. */
+static void test_watchdog(void **state)
+{
+	struct vmbus_channel *ch = vmbus_device_channel(devs[0], 0);
+	struct guest_rings g;
+	struct ring_pkt pkt;
+	unsigned before;
+	bool sig;
+
+	connect_and_offer(VMBUS_VERSION_WIN10_V5_3);
+	make_gpadl(1, 0x10, 1000, 4);
+	assert_int_equal(open_chan(1, 0x10, 2, 1), 0);
+	guest_rings_init(&g, 1000, 4, 2);
+	/* Idle rings: nothing to do, however many ticks. */
+	before = nr_sigs;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(nr_sigs, before);
+
+	/* Host -> guest: a packet the guest does not read (its interrupt was
+	 * lost). The first tick only notes it; the second interrupts again. */
+	assert_int_equal(vmbus_chan_send_inband(ch, 5, "ping", 4, false), 0);
+	before = nr_sigs;
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(nr_sigs, before);
+	assert_int_equal(vmbus_server_watchdog(srv), 1);
+	assert_int_equal(nr_sigs, before + 1);
+	assert_int_equal(sigs[nr_sigs - 1].relid, 1);
+	assert_int_equal(sigs[nr_sigs - 1].vp, 1);
+	/* The guest reads it: no more kicks. */
+	assert_int_equal(ring_peek(&g.rx, &pkt), 0);
+	ring_pop(&g.rx, &pkt);
+	ring_commit(&g.rx);
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(nr_sigs, before + 1);
+
+	/* A guest that reads slowly but steadily is not kicked. */
+	assert_int_equal(vmbus_chan_send_inband(ch, 6, "a", 1, false), 0);
+	assert_int_equal(vmbus_chan_send_inband(ch, 7, "b", 1, false), 0);
+	before = nr_sigs;
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(ring_peek(&g.rx, &pkt), 0);
+	ring_pop(&g.rx, &pkt);
+	ring_commit(&g.rx);
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(ring_peek(&g.rx, &pkt), 0);
+	ring_pop(&g.rx, &pkt);
+	ring_commit(&g.rx);
+	assert_int_equal(nr_sigs, before);
+
+	/* Guest -> host: a packet whose signal never came is served at the
+	 * second tick, as if signalled (the echo device completes it). */
+	before = ds[0].notifies;
+	assert_int_equal(ring_send(&g.tx, VMBUS_PKT_DATA_INBAND, VMBUS_PKT_FLAG_COMPLETION_REQUESTED,
+				   42, "echo", 4, &sig), 0);
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(ds[0].notifies, before);
+	assert_int_equal(vmbus_server_watchdog(srv), 1);
+	assert_int_equal(ds[0].notifies, before + 1);
+	assert_int_equal(ring_peek(&g.rx, &pkt), 0);
+	assert_int_equal(pkt.desc.trans_id, 42);
+	ring_pop(&g.rx, &pkt);
+	ring_commit(&g.rx);
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(ds[0].notifies, before + 1);
+
+	/* A closed channel is left alone. */
+	assert_int_equal(vmbus_chan_send_inband(ch, 8, "c", 1, false), 0);
+	post_relid(VMBUS_MSG_CLOSECHANNEL, 1);
+	before = nr_sigs;
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(vmbus_server_watchdog(srv), 0);
+	assert_int_equal(nr_sigs, before);
+	guest_rings_destroy(&g);
+}
+
 static void test_signal_unknown(void **state)
 {
 	assert_int_equal(vmbus_server_signal(srv, 0), -ENOENT);
@@ -1261,6 +1340,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unload_and_reconnect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_modify_versions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flow_control, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watchdog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signal_unknown, setup, teardown),
 	};
 

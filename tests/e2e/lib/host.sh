@@ -28,6 +28,8 @@
 #   wait_for LOG REGEX TIMEOUT [N]    wait until REGEX matched N (1) lines;
 #                                     1 on timeout, 2 if HVMM_PID exited first
 #   guest_value LOG KEY               last VALUE of the guest's `report KEY VALUE`
+#   exit_note ST LOG                  "hvmm exited ST", with LOG's last line
+#                                     when ST is 124 (where a hung guest stood)
 
 HVMM=${HVMM:-/usr/local/bin/hvmm}
 GUEST_KERNEL=/e2e/guest/vmlinuz
@@ -107,4 +109,13 @@ wait_for() {
 }
 guest_value() {
     tr -d '\r' <"$1" | sed -n "s/^.*##e2e## $2=//p" | tail -n 1
+}
+exit_note() {
+    local last
+    if (($1 == 124)); then
+        last=$(tr -d '\r' <"$2" | tr -c '[:print:]\n' '?' | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-160)
+        echo "hvmm exited 124 (timed out; its log ends: '$last')"
+    else
+        echo "hvmm exited $1"
+    fi
 }
