@@ -28,6 +28,8 @@
 #   wait_for LOG REGEX TIMEOUT [N]    wait until REGEX matched N (1) lines;
 #                                     1 on timeout, 2 if HVMM_PID exited first
 #   guest_value LOG KEY               last VALUE of the guest's `report KEY VALUE`
+#   note_stalls NAME LOG              say how often hvmm's VMBus watchdog had to
+#                                     step in (lost interrupts), if at all
 #   exit_note ST LOG                  "hvmm exited ST", with LOG's last line
 #                                     when ST is 124 (where a hung guest stood)
 
@@ -118,4 +120,9 @@ exit_note() {
     else
         echo "hvmm exited $1"
     fi
+}
+note_stalls() {
+    local n
+    n=$(count_in "$2" 'vmbus: .*(interrupting VP [0-9]+ again|as if signalled)')
+    ((n == 0)) || say "$1: hvmm's VMBus watchdog stepped in $n times: $(grep -E 'vmbus: .*(again|as if signalled)' "$2" | head -n 1 | tr -d '\r')"
 }

@@ -72,6 +72,7 @@ if step '##e2e## resized_io=' 90; then
 fi
 wait_pid "$HVMM_PID" 60 && st=0 || st=$?
 ((st == 0)) || errs+="$(exit_note "$st" "$log"); "
+note_stalls "$name" "$log"
 "$HVCTL" vhd check "$D/a.vhdx" >/dev/null 2>&1 || errs+="hvctl vhd check a.vhdx after the resize: $?; "
 [[ $("$HVCTL" vhd info "$D/a.vhdx" --json | sed -n 's/.*"virtual_size": \([0-9]*\).*/\1/p') == 2147483648 ]] ||
     errs+="a.vhdx is not 2 GiB after the resize; "

@@ -33,6 +33,7 @@ basic_vm() {
     run_phase basic "$log" --cpus 2 --disk "$D/a.vhdx" --disk "$D/b.raw,lun=3" \
         --disk "$D/ro.vhd,ro,lun=5" --disk "$D/c1.vhdx,controller=1,lun=2" && st=0 || st=$?
     ((st == 0)) || errs+="$(exit_note "$st" "$log"); "
+    note_stalls "$name" "$log"
     if ! expect_in "$log" '##e2e## done=yes'; then
         # What the guest would have reported is missing: say only that.
         verdict "$name" "${errs}the guest did not finish; "
@@ -69,6 +70,7 @@ restart_vm() {
     [[ -n $SUMS ]] || { fail "$name" "the first VM wrote no files to check"; return; }
     run_phase verify "$log" --disk "$D/a.vhdx" && st=0 || st=$?
     ((st == 0)) || errs+="$(exit_note "$st" "$log"); "
+    note_stalls "$name" "$log"
     [[ $(guest_value "$log" sums) == "$SUMS" ]] || errs+="SUMS file differs after restart; "
     [[ $(guest_value "$log" persist) == ok ]] || errs+="files differ after restart: $(guest_value "$log" persist); "
     verdict "$name" "$errs"
