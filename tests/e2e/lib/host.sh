@@ -115,7 +115,7 @@ guest_value() {
 exit_note() {
     local last
     if (($1 == 124)); then
-        last=$(tr -d '\r' <"$2" | tr -c '[:print:]\n' '?' | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c 1-160)
+        last=$(tr -d '\r' <"$2" | LC_ALL=C sed 's/[^ -~]/?/g' | grep -v '^ *$' | tail -n 1 | cut -c 1-160)
         echo "hvmm exited 124 (timed out; its log ends: '$last')"
     else
         echo "hvmm exited $1"
