@@ -56,10 +56,37 @@ say() { echo "@@hvmm-e2e@@ INFO $*"; }
 
 guest_cmdline() { echo "console=ttyS0 hvmm.scenario=$SCENARIO${*:+ $*}"; }
 
+# Before a timed-out VMM is killed: a guest that the emulation wedged (KVM
+# injecting the same #PF again and again, its page-table walk hitting a
+# guest-physical address outside RAM; tests/e2e/README.md) is written down in
+# $LOGDIR/wedged-guests, which tells the runner to try the scenario again.
+# A guest that is merely stuck (waiting, spinning, or hvmm hung) is not.
+note_wedged_guest() {
+    local pid=$1 t=/sys/kernel/tracing tids n rip
+    [[ -d $t/events/kvm ]] || mount -t tracefs none "$t" 2>/dev/null
+    [[ -w $t/set_event_pid ]] || return 0
+    tids=$(ls "/proc/$pid/task" 2>/dev/null | tr '\n' ' ')
+    [[ -n $tids ]] || return 0
+    echo "$tids" >"$t/set_event_pid" && : >"$t/trace" &&
+        echo 1 >"$t/events/kvm/kvm_inj_exception/enable" &&
+        echo 1 >"$t/events/kvm/kvm_emulate_insn/enable" || return 0
+    sleep 1
+    echo 0 >"$t/events/kvm/kvm_inj_exception/enable"
+    echo 0 >"$t/events/kvm/kvm_emulate_insn/enable"
+    : >"$t/set_event_pid"
+    n=$(grep -c 'kvm_inj_exception: #PF' "$t/trace")
+    rip=$(grep -o 'kvm_emulate_insn: [0-9]*:[0-9a-f]*' "$t/trace" | sort | uniq -c | sort -rn | head -n 1)
+    if ((n >= 100)); then
+        echo "pid $pid: KVM injected $n page faults in 1 s, emulating at ${rip##*: } ($(grep -c . "$t/trace") events)" >>"$LOGDIR/wedged-guests"
+    fi
+    : >"$t/trace"
+}
+
 wait_pid() {
     local pid=$1 ticks=$(($2 * 10)) rc
     while kill -0 "$pid" 2>/dev/null; do
         if ((ticks-- <= 0)); then
+            note_wedged_guest "$pid"
             kill -KILL "$pid" 2>/dev/null
             wait "$pid" 2>/dev/null
             return 124
