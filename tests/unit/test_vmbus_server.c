@@ -1188,6 +1188,16 @@ static void test_modify_versions(void **state)
 }
 
 /* Flow control both ways over 1-page rings. */
+/* Relid 1 (the heartbeat device) opened on 4 pages at pfn 1000, one data
+ * page per direction, interrupting VP `vp`; the guest's view in *g. */
+static void open_small_channel(struct guest_rings *g, uint32_t vp)
+{
+	connect_and_offer(VMBUS_VERSION_WIN10_V5_3);
+	make_gpadl(1, 0x10, 1000, 4);
+	assert_int_equal(open_chan(1, 0x10, 2, vp), 0);
+	guest_rings_init(g, 1000, 4, 2);
+}
+
 static void test_flow_control(void **state)
 {
 	struct vmbus_channel *ch = vmbus_device_channel(devs[0], 0);
@@ -1198,10 +1208,7 @@ static void test_flow_control(void **state)
 	bool sig;
 	int ret;
 
-	connect_and_offer(VMBUS_VERSION_WIN10_V5_3);
-	make_gpadl(1, 0x10, 1000, 4);
-	assert_int_equal(open_chan(1, 0x10, 2, 0), 0);
-	guest_rings_init(&g, 1000, 4, 2);
+	open_small_channel(&g, 0);
 	/* Host -> guest: fill up; the guest's reads must signal us back. */
 	while ((ret = vmbus_chan_send_inband(ch, sent, b, sizeof(b), false)) == 0)
 		sent++;
@@ -1239,10 +1246,7 @@ static void test_watchdog(void **state)
 	unsigned before;
 	bool sig;
 
-	connect_and_offer(VMBUS_VERSION_WIN10_V5_3);
-	make_gpadl(1, 0x10, 1000, 4);
-	assert_int_equal(open_chan(1, 0x10, 2, 1), 0);
-	guest_rings_init(&g, 1000, 4, 2);
+	open_small_channel(&g, 1);
 	/* Idle rings: nothing to do, however many ticks. */
 	before = nr_sigs;
 	for (int i = 0; i < 3; i++)
