@@ -269,18 +269,28 @@ static int chan_io_ok(const struct vmbus_channel *ch)
 	return ch->broken ? -EPROTO : 0;
 }
 
-void vmbus_chan_signal(struct vmbus_channel *ch)
+/* Interrupt the guest for an open channel: signal_guest, or with `again`
+ * kick_guest (which raises the SINT even if the flag is still set). */
+static void chan_interrupt(struct vmbus_channel *ch, bool again)
 {
 	struct vmbus_server *srv = ch->srv;
+	int (*op)(void *, uint32_t, uint32_t, uint32_t) =
+		again && srv->ops.kick_guest ? srv->ops.kick_guest : srv->ops.signal_guest;
 	char name[CHAN_NAME_LEN];
 	int ret;
 
 	if (ch->state != CHAN_OPEN || srv->resetting)
 		return;
-	ret = srv->ops.signal_guest(srv->ctx, ch->target_vp, srv->msg_sint, ch->relid);
+	ret = op(srv->ctx, ch->target_vp, srv->msg_sint, ch->relid);
 	if (ret < 0)
-		log_ratelimited(LOG_WARN, "vmbus: %s: signalling VP %u failed: %d",
-				chan_name(ch, name, sizeof(name)), ch->target_vp, ret);
+		log_ratelimited(LOG_WARN, "vmbus: %s: %s VP %u failed: %d",
+				chan_name(ch, name, sizeof(name)),
+				again ? "interrupting again" : "signalling", ch->target_vp, ret);
+}
+
+void vmbus_chan_signal(struct vmbus_channel *ch)
+{
+	chan_interrupt(ch, false);
 }
 
 int vmbus_chan_recv_peek(struct vmbus_channel *ch, struct ring_pkt *pkt)
@@ -364,30 +374,12 @@ int vmbus_chan_send_completion(struct vmbus_channel *ch, uint64_t trans_id, cons
 
 /* ---- stall watchdog ---- */
 
-static void chan_kick_guest(struct vmbus_channel *ch)
-{
-	struct vmbus_server *srv = ch->srv;
-	int ret;
-
-	if (srv->resetting)
-		return;
-	ret = srv->ops.kick_guest
-		      ? srv->ops.kick_guest(srv->ctx, ch->target_vp, srv->msg_sint, ch->relid)
-		      : srv->ops.signal_guest(srv->ctx, ch->target_vp, srv->msg_sint, ch->relid);
-	if (ret < 0) {
-		char name[CHAN_NAME_LEN];
-
-		log_ratelimited(LOG_WARN, "vmbus: %s: interrupting VP %u again failed: %d",
-				chan_name(ch, name, sizeof(name)), ch->target_vp, ret);
-	}
-}
-
 /* One tick for one channel; returns 1 if it was kicked or notified. */
 unsigned chan_watchdog(struct vmbus_channel *ch)
 {
 	char name[CHAN_NAME_LEN];
 	uint32_t guest_rd, unconsumed, unread;
-	bool guest_behind, host_behind, guest_stalled, host_stalled;
+	bool guest_behind, host_behind, guest_stalled, host_stalled, send_waits;
 
 	if (ch->state != CHAN_OPEN || ch->broken) {
 		ch->wd_guest_behind = ch->wd_host_behind = false;
@@ -396,7 +388,8 @@ unsigned chan_watchdog(struct vmbus_channel *ch)
 	unconsumed = ring_bytes_unconsumed(&ch->out, &guest_rd);
 	unread = ring_bytes_to_read(&ch->in);
 	guest_behind = unconsumed != 0;
-	host_behind = unread != 0 || ring_space_waiting(&ch->out);
+	send_waits = ring_space_waiting(&ch->out);
+	host_behind = unread != 0 || send_waits;
 	guest_stalled = guest_behind && ch->wd_guest_behind && guest_rd == ch->wd_guest_rd;
 	host_stalled = host_behind && ch->wd_host_behind && ch->in.rd == ch->wd_host_rd;
 	ch->wd_guest_behind = guest_behind;
@@ -410,14 +403,14 @@ unsigned chan_watchdog(struct vmbus_channel *ch)
 				chan_name(ch, name, sizeof(name)), unconsumed, VMBUS_WATCHDOG_MS,
 				guest_rd, __atomic_load_n(&ch->out.ctrl->interrupt_mask, __ATOMIC_RELAXED),
 				ch->target_vp);
-		chan_kick_guest(ch);
+		chan_interrupt(ch, true);
 	}
 	if (host_stalled && ch->dev->cls->notify) {
 		log_ratelimited(LOG_WARN,
 				"vmbus: %s: %u bytes from the guest unread for %u ms%s; serving the "
 				"channel as if signalled",
 				chan_name(ch, name, sizeof(name)), unread, VMBUS_WATCHDOG_MS,
-				ring_space_waiting(&ch->out) ? ", a send waits for free space" : "");
+				send_waits ? ", a send waits for free space" : "");
 		ch->dev->cls->notify(ch);
 	}
 	return guest_stalled || host_stalled;

@@ -149,7 +149,7 @@ exit_note() {
     fi
 }
 note_stalls() {
-    local n
-    n=$(count_in "$2" 'vmbus: .*(interrupting VP [0-9]+ again|as if signalled)')
-    ((n == 0)) || say "$1: hvmm's VMBus watchdog stepped in $n times: $(grep -E 'vmbus: .*(again|as if signalled)' "$2" | head -n 1 | tr -d '\r')"
+    local lines
+    lines=$(grep -E 'vmbus: .*(interrupting VP [0-9]+ again|as if signalled)' "$2" 2>/dev/null | tr -d '\r')
+    [[ -z $lines ]] || say "$1: hvmm's VMBus watchdog stepped in $(wc -l <<<"$lines") times: ${lines%%$'\n'*}"
 }
