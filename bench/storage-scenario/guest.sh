@@ -1,21 +1,27 @@
 # bench/storage-scenario/guest.sh — runs in the benchmark guest (busybox sh);
 # see host.sh. Kernel command line: bench.disk=scsi (hvmm: hv_storvsc) or
 # virtio (QEMU: virtio-blk), bench.size=BYTES of the device to use,
-# bench.runtime=SECONDS per fio job, bench.tests=NAME,... (default: all).
-# Writes the region once (1 MiB, queue depth 32), then runs each fio job on
-# the raw block device (O_DIRECT, libaio) and reports
-# "##e2e## fio_NAME=KIB_PER_S IOPS" per job.
-disk=scsi size= runtime=5 tests=
+# bench.runtime=SECONDS per fio job.
+# The guest finds its disk, says "##e2e## ready=DEVICE BYTES", then does
+# what the host writes to its console, one command a line, so that the host
+# can run the same job on each of its VMs in turn:
+#   fill        write the region once (1 MiB, queue depth 32): the reads read
+#               data, a dynamic VHDX has its blocks allocated; reports
+#               "##e2e## fill=KIB_PER_S IOPS"
+#   job NAME    one fio job (seqread-qd1 ... randwrite-qd32) on the raw block
+#               device (O_DIRECT, libaio): "##e2e## fio_NAME=KIB_PER_S IOPS"
+#               (or an error), then "##e2e## req_NAME=N", the disk requests
+#               it completed
+#   end         where the disk's interrupts went, kernel complaints about
+#               the disk, "##e2e## done=yes", and power off
+disk=scsi size= runtime=5
 for w in $(cat /proc/cmdline); do
     case $w in
         bench.disk=*) disk=${w#*=} ;;
         bench.size=*) size=${w#*=} ;;
         bench.runtime=*) runtime=${w#*=} ;;
-        bench.tests=*) tests=$(echo "${w#*=}" | tr , ' ') ;;
     esac
 done
-[ -n "$tests" ] || tests="seqread-qd1 seqread-qd32 seqwrite-qd1 seqwrite-qd32
-    randread-qd1 randread-qd32 randwrite-qd1 randwrite-qd32"
 
 find_disk() {
     for d in /sys/bus/scsi/devices/*:0:0:0/block/* /sys/block/vd*; do
@@ -36,7 +42,6 @@ if [ -z "$dev" ]; then
     report done no
     exit 0
 fi
-report disk "$dev $(blockdev --getsize64 "$dev")"
 dmesg -n 4   # kernel errors (I/O errors, SCSI timeouts) on the console
 [ -n "$size" ] || size=$(blockdev --getsize64 "$dev")
 
@@ -69,53 +74,49 @@ fio_job() {
         {if ($7 + $48 == 0) print "error no I/O"; else print $7 + $48, int($8 + $49 + 0.5)}'
 }
 
-# Preconditioning: every block of the region written once, so the reads
-# read data and a dynamic VHDX has its blocks allocated before the jobs.
-# mark KEY: the disk's requests completed so far (reads + writes), then 2 s
-# idle for the host to read KVM's exit counters (see host.sh).
-mark() { report "$1" "$(awk '{print $1 + $5}' /sys/block/${dev#/dev/}/stat)"; sleep 2; }
-# settle: idle before a job, so that the host has written back what the job
-# before it wrote (the software host writes back within about 1 s) and each
-# job starts from the same state whatever ran before it.
-settle() { sleep 3; }
+# requests: the disk's requests completed so far (reads + writes).
+requests() { awk '{print $1 + $5}' /sys/block/${dev#/dev/}/stat; }
 
-echo "##e2e## start=fill"
-report fill "$(fio_job fill write 1M 32)"
-mark io0
-for t in $tests; do
-    qd=${t##*-qd} kind=${t%-qd*}
+run_job() {
+    t=$1 qd=${1##*-qd} kind=${1%-qd*}
     case $kind in
         seqread) rw=read bs=128k ;;
         seqwrite) rw=write bs=128k ;;
         randread) rw=randread bs=4k ;;
         randwrite) rw=randwrite bs=4k ;;
-        *) report error "unknown test $t"; continue ;;
+        *) report "fio_$t" "error unknown job"; report "req_$t" 0; return ;;
     esac
-    settle
     echo "##e2e## start=$t"
+    r0=$(requests)
     report "fio_$t" "$(fio_job "$t" $rw $bs "$qd" --runtime="$runtime" --time_based --ramp_time=1)"
-done
-mark io1
+    report "req_$t" $(($(requests) - r0))
+}
+
 # Where the disk's interrupts and the cross-CPU calls went, and which CPUs
 # the guest thinks share a cache (blk-mq completes a request on the CPU that
-# issued it unless the interrupted one shares its cache): in the console log.
-echo "guest: rq_affinity $(cat /sys/block/${dev#/dev/}/queue/rq_affinity)" \
-     "llc-sharing $(cat /sys/devices/system/cpu/cpu0/cache/index3/shared_cpu_list 2>/dev/null || echo none)" \
-     "core-siblings $(cat /sys/devices/system/cpu/cpu0/topology/core_siblings_list)"
-grep -E 'CAL|hyperv|vmbus|virtio|HYP|HVS|RES|LOC' /proc/interrupts | tr -s ' ' | sed 's/^/guest: irq /'
-# The CPU topology the guest derived (what decides whether a completion on
-# another CPU needs an IPI).
-if grep -q bench.diag /proc/cmdline; then
-grep -E 'vendor_id|cpu family|^model|physical id|core id|cpu cores|siblings|apicid' /proc/cpuinfo | sed 's/^/guest: diag /'
-grep -o -w -E 'topoext|ht|cmp_legacy' /proc/cpuinfo | sort | uniq -c | sed 's/^/guest: diag flag /'
-for d in /sys/devices/system/cpu/cpu*/cache/index*; do echo "guest: diag $d level $(cat $d/level) $(cat $d/type) shared $(cat $d/shared_cpu_list)"; done
-mount -t debugfs none /sys/kernel/debug 2>/dev/null
-for d in /sys/kernel/debug/sched/domains/cpu*/domain*; do echo "guest: diag $d $(cat $d/name) $(cat $d/flags)"; done
-fi
-# Kernel complaints about the disk (I/O errors, SCSI aborts or resets).
-kmsg() { dmesg | grep -iE 'sd[a-z]|vd[a-z]|scsi|storvsc|blk_update|I/O error' |
-         grep -iE 'error|abort|reset|timed? ?out|fail'; }
-n=$(kmsg | wc -l)
-report kmsg_errors "$n"
-[ "$n" = 0 ] || kmsg | tail -n 20
-report done yes
+# issued it unless the interrupted one shares its cache): in the console
+# log; then the kernel's complaints about the disk (I/O errors, SCSI aborts
+# or resets).
+finish() {
+    echo "guest: rq_affinity $(cat /sys/block/${dev#/dev/}/queue/rq_affinity)" \
+         "llc-sharing $(cat /sys/devices/system/cpu/cpu0/cache/index3/shared_cpu_list 2>/dev/null || echo none)" \
+         "core-siblings $(cat /sys/devices/system/cpu/cpu0/topology/core_siblings_list)"
+    grep -E 'CAL|hyperv|vmbus|virtio|HYP|HVS|RES|LOC' /proc/interrupts | tr -s ' ' | sed 's/^/guest: irq /'
+    kmsg() { dmesg | grep -iE 'sd[a-z]|vd[a-z]|scsi|storvsc|blk_update|I/O error' |
+             grep -iE 'error|abort|reset|timed? ?out|fail'; }
+    n=$(kmsg | wc -l)
+    report kmsg_errors "$n"
+    [ "$n" = 0 ] || kmsg | tail -n 20
+    report done yes
+}
+
+stty -echo 2>/dev/null   # the host's commands are not echoed into the log
+report ready "$dev $(blockdev --getsize64 "$dev")"
+while read -r cmd arg; do
+    case $cmd in
+        fill) report fill "$(fio_job fill write 1M 32)" ;;
+        job) run_job "$arg" ;;
+        end) break ;;
+    esac
+done
+finish

@@ -1,27 +1,32 @@
 # bench/storage-scenario/host.sh — runs inside the software KVM host (see
-# bench/storage). Each run boots three VMs in turn, with the same guest
-# kernel, initrd, memory and vCPUs, each on a fresh backing file of
-# BENCH_SIZE on a BENCH_FS file system, xfs (default) or ext4, as on a real
-# host (the software host's own /tmp is tmpfs, which before Linux 6.6 cannot
-# serve RWF_NOWAIT reads from its page cache; of these two only xfs takes
+# bench/storage). Each run boots three VMs, with the same guest kernel,
+# initrd, memory and vCPUs, each on a fresh backing file of BENCH_SIZE on a
+# BENCH_FS file system, xfs (default) or ext4, as on a real host (the
+# software host's own /tmp is tmpfs, which before Linux 6.6 cannot serve
+# RWF_NOWAIT reads from its page cache; of these two only xfs takes
 # RWF_NOWAIT buffered writes), made on a loop device over a file in /tmp:
 #   hvmm  hvmm, synthetic SCSI (storvsp; guest hv_storvsc), a raw file;
 #   qemu  QEMU+KVM, virtio-blk-pci on a raw file (cache=writeback, aio=threads:
 #         QEMU's defaults);
 #   vhdx  hvmm, synthetic SCSI, a dynamic VHDX (hvctl vhd new) of the same size.
-# In the guest (guest.sh), fio writes the whole disk once (1 MiB blocks, queue
-# depth 32: "fill", on the dynamic VHDX this allocates its blocks), then runs
-# each job on the raw block device with O_DIRECT and libaio for
-# BENCH_RUNTIME s after a 1 s ramp: sequential read and write at 128 KiB and
-# random read and write at 4 KiB, each at queue depth 1 and 32.
-# Prints each run's figures, then medians and the ratios hvmm/qemu and
-# vhdx/hvmm. A job that fails is left out of the figures and reported; a VM
-# whose guest says a job is stuck (60 s past its end), or that does not finish
-# within its time limit, is stopped and reported with the end of its console,
-# its threads and, for hvmm, its disks' state from the API. A guest that
-# resets (a triple fault) ends its VM (--no-reboot, -no-reboot): the jobs
-# it finished count, the rest are missing from that run. If the software host
-# itself dies, the next one takes up from the VM run that was cut short.
+# The VMs of a run are up at the same time, but only one of them works at a
+# time: the host tells each guest (a command line on its console; guest.sh)
+# to write its whole disk once (1 MiB blocks, queue depth 32: "fill"; on
+# the dynamic VHDX this allocates its blocks), then runs each job on each
+# VM in turn, 3 s apart: sequential read and write at 128 KiB and random
+# read and write at 4 KiB, each at queue depth 1 and 32, fio on the raw
+# block device with O_DIRECT and libaio for BENCH_RUNTIME s after a 1 s
+# ramp. The VMs of a job run seconds apart, so the software host's slow
+# spells (it is emulated, and its speed drifts by several times over
+# minutes) fall on all of them alike; the order rotates from job to job and
+# run to run. The ratios printed are medians of each run's own ratios.
+# A job that fails is left out and reported; a VM whose guest says a job is
+# stuck (60 s past its end), that does not answer in time, or that resets
+# (a triple fault; --no-reboot, -no-reboot) is stopped, reported with the
+# end of its console, its threads and, for hvmm, its disks' state from the
+# API, and booted again on the same image for the run's next jobs. If the
+# software host itself dies, the next one takes up from the run that was
+# cut short.
 . "$E2E_LIB/host.sh"
 
 mem=${BENCH_MEMORY:-512M} cpus=${BENCH_CPUS:-2} runs=${BENCH_RUNS:-3}
@@ -47,18 +52,19 @@ if [[ -n ${BENCH_VMS:-} ]]; then pick BENCH_VMS "$BENCH_VMS" "${vms[@]}"; vms=("
 # KVM counters reported per disk request (those that exist are shown).
 counters=(exits io_exits mmio_exits hypercalls halt_exits irq_exits irq_window_exits
           irq_injections request_irq_exits signal_exits)
-vm_timeout=$((240 + ${#tests[@]} * (runtime + 15)))
-# Guests here reset (triple-fault) or spin now and then early in their boot,
-# hvmm's far more often than QEMU's (tests/e2e/README.md): a run whose guest
-# reset before its first figure, or was not in user space after boot_timeout
-# seconds (a boot takes about 10), is booted again, up to 3 boots in all.
-boot_tries=3 boot_timeout=120
+# A job's answer is due within its runtime, its ramp and 60 s (the guest's
+# own "stuck" report) and some slack; the fill's within 240 s. Guests here
+# reset (triple-fault) or spin now and then early in their boot, hvmm's more
+# often than QEMU's (tests/e2e/README.md): a VM that is not ready after
+# boot_timeout s (a boot takes about 10) is booted again, at most boot_tries
+# boots per VM and run.
+job_timeout=$((runtime + 90)) fill_timeout=240 boot_tries=3 boot_timeout=120
 D=/mnt/bench-storage/run
 
-cmdline() { local t="${tests[*]}"; guest_cmdline "bench.disk=$1 bench.runtime=$runtime bench.tests=${t// /,} bench.diag"; }
-hvmm_cmd() {  # DISK-SPEC; the API socket is only read when a VM hangs
+cmdline() { guest_cmdline "bench.disk=$1 bench.runtime=$runtime"; }
+hvmm_cmd() {  # DIR DISK-SPEC; the API socket is read for host times and when a VM hangs
     cmd=("$HVMM" run --kernel "$GUEST_KERNEL" --initrd "$GUEST_INITRD" --cmdline "$(cmdline scsi)"
-         --memory "$mem" --cpus "$cpus" --disk "$1" --api "$D/api.sock" --no-reboot)
+         --memory "$mem" --cpus "$cpus" --disk "$2" --api "$1/api.sock" --no-reboot)
 }
 qemu_cmd() {  # FILE
     cmd=(qemu-system-x86_64 -enable-kvm -cpu host -M pc -nodefaults -no-user-config
@@ -84,10 +90,22 @@ kvm_stats() {
         [[ -f $f ]] && echo "${f##*/} $(cat "$f" 2>/dev/null)"
     done
 }
-# With BENCH_TRACE=1, KVM's exits between io0 and io1 are counted by kind
-# with histogram triggers on KVM's trace events (exit code, MSR written or
-# read, hypercall code, IPI vector): LOG.trace, for finding out what a
-# request costs. Adds a little time to each exit.
+# disk_stats NAME: for hvmm, its disk's request counts and times from the
+# API ("reads N", "writes N", "read_time_ns N", ...; cached_*: requests
+# done on the event loop, from the page cache).
+disk_stats() {
+    local k v
+    [[ $1 != qemu ]] || return 0
+    v=$(timeout 10 "$HVCTL" --api "$D/$1/api.sock" disk list 2>/dev/null) || return 0
+    for k in reads writes read_time_ns write_time_ns cached_reads cached_writes; do
+        grep -o "\"$k\": *[0-9]*" <<<"$v" | head -n 1 | tr -d '":'
+    done
+}
+# With BENCH_TRACE=1, KVM's exits during each job are counted by kind with
+# histogram triggers on KVM's trace events (exit code, MSR written or read,
+# hypercall code, IPI vector), in the working VM's LOG.trace: for finding
+# out what a request costs. The idle VMs' few exits count too. Adds a
+# little time to each exit.
 T=/sys/kernel/tracing
 trace_hists=("kvm_exit exit_reason" "kvm_msr write,ecx" "kvm_hv_hypercall code" "kvm_apic_ipi vector"
              "kvm_pv_eoi vector" "kvm_hv_synic_set_irq sint" "kvm_inj_virq vector")
@@ -103,178 +121,252 @@ trace_hist() {
         else echo "!hist:keys=$keys:sort=hitcount.descending" >"$T/events/kvm/$ev/trigger"; fi 2>/dev/null
     done
 }
-# trace_dump LOG: the counts so far, per event, in LOG.trace.
+# trace_dump LOG TEST: the counts so far, per event, added to LOG.trace.
 trace_dump() {
     local h
     [[ ${BENCH_TRACE:-} == 1 ]] || return 0
     for h in "${trace_hists[@]}"; do
-        echo "== ${h% *}"
+        echo "== $2: ${h% *}"
         grep -v '^#' "$T/events/kvm/${h% *}/hist" 2>/dev/null | grep .
-    done >"$1.trace"
+    done >>"$1.trace"
 }
 
-# exits_per_request NAME LOG: from the counters read when the guest said io0
-# (after the fill) and io1 (after the last job), each counter's increase per
-# disk request the guest completed in between (timer and other exits
-# included); "COUNTER PER-REQUEST" lines in LOG.exits, "exits VALUE" in
-# $LOGDIR/NAME.COUNTER.data.
-exits_per_request() {
-    local name=$1 log=$2 n0 n1 c
-    n0=$(guest_value "$log" io0) n1=$(guest_value "$log" io1)
-    [[ -s $log.io0 && -s $log.io1 && -n $n0 && -n $n1 ]] && ((n1 > n0)) || return 1
-    awk -v n=$((n1 - n0)) 'NR == FNR {a[$1] = $2; next} ($1 in a) && $2 ~ /^[0-9]+$/ {
-        printf "%s %.1f\n", $1, ($2 - a[$1]) / n}' "$log.io0" "$log.io1" >"$log.exits"
-    for c in "${counters[@]}"; do
-        awk -v c="$c" '$1 == c {print "exits", $2}' "$log.exits" >>"$LOGDIR/$name.$c.data"
-    done
-}
+# The VMs of the current run: process, the write end of its console (a
+# FIFO), console log, boots so far.
+declare -A PID=() CON=() LOG=() BOOTS=()
 
-# host_time NAME LOG: for hvmm, the mean time a read and a write spent in
-# hvmm's block layer (submission to completion, API read_time_ns and
-# write_time_ns) between io0 and io1, "read_us WRITE_us" (- when none).
-host_time() {
-    [[ $1 != qemu && -s $2.io0.disks && -s $2.io1.disks ]] || return 1
-    local k f v a=() b=()
-    for f in io0 io1; do
-        for k in reads writes read_time_ns write_time_ns; do
-            v=$(grep -o "\"$k\": *[0-9]*" "$2.$f.disks" | head -n 1)
-            v=${v##*[: ]}
-            [[ $f == io0 ]] && a+=("${v:-0}") || b+=("${v:-0}")
-        done
-    done
-    awk -v r="$((b[0] - a[0]))" -v w="$((b[1] - a[1]))" -v rt="$((b[2] - a[2]))" -v wt="$((b[3] - a[3]))" \
-        'BEGIN{if (r > 0) printf "%.0f ", rt / r / 1000; else printf "- ";
-               if (w > 0) printf "%.0f", wt / w / 1000; else printf "-"}'
-}
-
-# hang_report NAME PID: what a VM that did not finish was doing (its threads;
+# hang_report NAME: what a VM that did not answer was doing (its threads;
 # for hvmm also its disks through the API, twice 5 s apart: are requests
 # stuck in flight, do the counters move?).
 hang_report() {
     local t i
-    for t in /proc/"$2"/task/*; do
+    for t in /proc/"${PID[$1]}"/task/*; do
         echo "thread ${t##*/} $(cat "$t/comm") state $(awk '{print $3, "utime", $14, "stime", $15}' "$t/stat")" \
              "wchan $(cat "$t/wchan")"
     done
     [[ $1 == qemu ]] && return
     for i in 1 2; do
         echo "hvctl disk list ($i):"
-        timeout 15 "$HVCTL" --api "$D/api.sock" disk list 2>&1 || echo "(hvctl: status $?)"
-        timeout 15 "$HVCTL" --api "$D/api.sock" status 2>&1 || echo "(hvctl: status $?)"
+        timeout 15 "$HVCTL" --api "$D/$1/api.sock" disk list 2>&1 || echo "(hvctl: status $?)"
+        timeout 15 "$HVCTL" --api "$D/$1/api.sock" status 2>&1 || echo "(hvctl: status $?)"
         ((i == 2)) || sleep 5
     done
 }
 
-# run_vm NAME RUN: one VM on a fresh backing file; appends "TEST FIGURE" lines
-# to $LOGDIR/NAME.data. Fails when the guest reset before any figure or did
-# not boot (the caller boots it again, at most boot_tries times in all).
-run_vm() {
-    local name=$1 i=$2 log=$LOGDIR/$1-$2.log f pid st t0 t v line= err= cmd booted=
-    rm -rf "$D" && mkdir -p "$D"
-    case $name in
-        hvmm) f=$D/disk.raw; truncate -s "$size" "$f"; hvmm_cmd "$f,format=raw" ;;
-        vhdx) f=$D/disk.vhdx
-              "$HVCTL" vhd new "$f" --size "$size" >"$log.hvctl" 2>&1 ||
-                  { say "$name run $i: hvctl vhd new failed: $(cat "$log.hvctl")"; return; }
-              hvmm_cmd "$f,format=vhdx" ;;
-        qemu) f=$D/disk.raw; truncate -s "$size" "$f"; qemu_cmd "$f" ;;
-    esac
-    t0=$SECONDS
-    # The VM's console also goes to the software host's console (lines
-    # "vm| ...", in the console log only): if the software host stops, what
-    # the VM said last is still there.
-    "${cmd[@]}" </dev/null > >(tee "$log" | sed "s/^/vm| $name-$i: /") 2>&1 &
-    pid=$!
-    # Until it exits, its time is up, the guest says a job is stuck (60 s
-    # past its end) or it is not in user space after boot_timeout s.
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < vm_timeout)) &&
-          ! expect_in "$log" '##e2e## stuck='; do
-        if [[ -z $booted ]] && ((SECONDS - t0 >= boot_timeout)); then
-            if expect_in "$log" "$GUEST_UP"; then booted=yes; else booted=no; break; fi
-        fi
-        for v in io0 io1; do
-            [[ -e $log.$v ]] || ! expect_in "$log" "##e2e## $v=" || {
-                kvm_stats "$pid" >"$log.$v"
-                if [[ $v == io0 ]]; then trace_hist on; else trace_dump "$log"; trace_hist off; fi
-                [[ $name == qemu ]] || timeout 10 "$HVCTL" --api "$D/api.sock" disk list >"$log.$v.disks" 2>&1
-            }
-        done
-        # Each pass forks a few greps: once a second keeps that churn (which
-        # the 2-CPU software host pays for while a VM is measured, and which
-        # seems to make its guests reset more often) small.
-        sleep 1
-    done
+# stop_vm NAME RUN [WHY]: end a VM (SIGKILL if it still runs). With WHY, it
+# failed: say so, with the end of its console and, when it still ran,
+# hang_report. A process that SIGKILL does not end within 30 s is stuck in
+# the kernel: say so and go on without it.
+stop_vm() {
+    local name=$1 i=$2 why=${3:-} pid=${PID[$1]:-} log=${LOG[$1]} con=${CON[$1]:-} v t st
+    [[ -n $pid ]] || return 0
     if kill -0 "$pid" 2>/dev/null; then
-        hang_report "$name" "$pid" >"$log.hang" 2>&1
-        # A process that SIGKILL does not end within 30 s is stuck in the
-        # kernel: say so and go on without it.
+        [[ -z $why ]] || hang_report "$name" >"$log.hang" 2>&1
         kill -KILL "$pid" 2>/dev/null
         for v in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if ! kill -0 "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null; else
+        if kill -0 "$pid" 2>/dev/null; then
             echo "still there 30 s after SIGKILL: $(tr '\0' ' ' </proc/"$pid"/cmdline | cut -c1-60);" \
                  "state $(awk '{print $3}' /proc/"$pid"/stat); stack:"
             cat /proc/"$pid"/stack 2>&1
             for t in /proc/"$pid"/task/*; do echo "thread ${t##*/}: $(tr '\n' ' ' <"$t"/stack 2>/dev/null)"; done
         fi >>"$log.hang" 2>&1
-        st=124
-    else
-        wait "$pid" && st=0 || st=$?
     fi
+    wait "$pid" 2>/dev/null && st=0 || st=$?
+    [[ -z $con ]] || exec {con}>&-
+    unset "PID[$name]" "CON[$name]"
+    [[ -n $why ]] || return 0
     sleep 2  # tee writes the rest of the log
-    if ! expect_in "$log" '##e2e## done=yes'; then
-        if expect_in "$log" '##e2e## stuck='; then
-            err="a job did not finish: $(guest_value "$log" stuck); stopped after $((SECONDS - t0)) s"
-        elif [[ $booted == no ]]; then err="the guest was not in user space after $boot_timeout s"
-        elif ((st == 124)); then err="did not finish within $vm_timeout s"
-        elif [[ $name != qemu ]] && ((st == 4)); then err="the guest reset (hvmm --no-reboot: status 4)"
-        else err="exited with status $st before finishing"; fi
-    fi
+    [[ $name == qemu ]] || ((st != 4)) || why+=" (the guest reset: hvmm --no-reboot status 4)"
     v=$(guest_value "$log" error)
-    [[ -z $v ]] || err+="${err:+; }guest: $v"
-    v=$(guest_value "$log" kmsg_errors)
-    [[ -z $v || $v == 0 ]] || err+="${err:+; }$v kernel messages about disk errors"
-    for t in fill "${tests[@]}"; do
-        v=$(guest_value "$log" "fio_$t")
-        [[ $t != fill ]] || v=$(guest_value "$log" fill)
-        if [[ $v =~ ^[0-9.]+\ [0-9]+$ ]]; then
-            echo "$t $(figure "$t" "$v")" >>"$LOGDIR/$name.data"
-            line+=" $t $(figure "$t" "$v")"
-        elif [[ -n $v ]]; then
-            err+="${err:+; }$t: $v"
+    [[ -z $v ]] || why+="; guest: $v"
+    say "$name run $i: $why; the end of $(basename "$log"):"
+    tail -n 25 "$log" | tr -d '\r' | while IFS= read -r v; do say "| $v"; done
+    [[ ! -s $log.hang ]] || while IFS= read -r v; do say "| $v"; done <"$log.hang"
+}
+
+# boot_vm NAME RUN new|again: start a VM, on a fresh image (new) or on the
+# one it had (again, after a failure; the fill is not repeated), and wait
+# until its guest is ready for commands. Boots again a guest that is not
+# ready in time, while boots are left.
+boot_vm() {
+    local name=$1 i=$2 dir=$D/$1 f log cmd t0 fd
+    while ((BOOTS[$name] < boot_tries)); do
+        BOOTS[$name]=$((BOOTS[$name] + 1))
+        log=$LOGDIR/$name-$i.log
+        [[ ${BOOTS[$name]} == 1 ]] || log+=.boot-${BOOTS[$name]}
+        LOG[$name]=$log
+        if [[ $3 == new ]]; then
+            rm -rf "$dir" && mkdir -p "$dir"
+            case $name in
+                hvmm | qemu) truncate -s "$size" "$dir/disk.raw" ;;
+                vhdx) "$HVCTL" vhd new "$dir/disk.vhdx" --size "$size" >"$log.hvctl" 2>&1 ||
+                          { say "$name run $i: hvctl vhd new failed: $(cat "$log.hvctl")"; return 1; } ;;
+            esac
+            mkfifo "$dir/console"
+        fi
+        case $name in
+            hvmm) hvmm_cmd "$dir" "$dir/disk.raw,format=raw" ;;
+            vhdx) hvmm_cmd "$dir" "$dir/disk.vhdx,format=vhdx" ;;
+            qemu) qemu_cmd "$dir/disk.raw" ;;
+        esac
+        # The VM's console also goes to the software host's console (lines
+        # "vm| ...", in the console log only): if the software host stops,
+        # what the VM said last is still there.
+        "${cmd[@]}" <"$dir/console" > >(tee "$log" | sed "s/^/vm| $name-$i: /") 2>&1 &
+        PID[$name]=$!
+        exec {fd}>"$dir/console"
+        CON[$name]=$fd
+        t0=$SECONDS
+        while kill -0 "${PID[$name]}" 2>/dev/null && ((SECONDS - t0 < boot_timeout)); do
+            expect_in "$log" '##e2e## (ready|done)=' && break
+            sleep 1
+        done
+        if expect_in "$log" '##e2e## ready='; then
+            return 0
+        fi
+        stop_vm "$name" "$i" "boot ${BOOTS[$name]} of $boot_tries: not ready after $((SECONDS - t0)) s"
+        set -- "$name" "$i" again
+    done
+    return 1
+}
+
+# ask NAME RUN COMMAND KEY TIMEOUT: send COMMAND to the VM's guest and wait
+# for its "##e2e## KEY=" line; on a failure the VM is stopped (false).
+ask() {
+    local name=$1 i=$2 log=${LOG[$1]} t0=$SECONDS why=
+    echo "$3" >&"${CON[$name]}" || why="cannot write to its console"
+    while [[ -z $why ]] && ! expect_in "$log" "##e2e## $4="; do
+        if ! kill -0 "${PID[$name]}" 2>/dev/null; then why="it exited during '$3'"
+        elif expect_in "$log" "##e2e## stuck="; then why="'$3' did not finish: $(guest_value "$log" stuck)"
+        elif ((SECONDS - t0 >= $5)); then why="no answer to '$3' within $5 s"
+        else sleep 1; fi
+    done
+    [[ -z $why ]] && return 0
+    stop_vm "$name" "$i" "$why"
+    return 1
+}
+
+# run_job NAME RUN TEST: one job on one VM (booted again first if it failed
+# earlier in this run). Its figure goes to $LOGDIR/NAME.data ("TEST FIGURE
+# RUN"); the KVM counters' and the block layer's increase over it to
+# LOG.kvm and LOG.disk, with the requests it completed.
+run_job() {
+    local name=$1 i=$2 t=$3 log v s0 d0
+    [[ -n ${PID[$name]:-} ]] || boot_vm "$name" "$i" again || return 0
+    log=${LOG[$name]}
+    s0=$(kvm_stats "${PID[$name]}") d0=$(disk_stats "$name")
+    trace_hist on
+    ask "$name" "$i" "job $t" "req_$t" "$job_timeout" || { trace_hist off; return 0; }
+    trace_dump "$log" "$t"
+    trace_hist off
+    v=$(guest_value "$log" "req_$t")
+    awk -v n="$v" 'NR == FNR {a[$1] = $2; next} ($1 in a) && $2 ~ /^[0-9]+$/ {print $1, $2 - a[$1], n}' \
+        <(echo "$s0") <(kvm_stats "${PID[$name]}") >>"$log.kvm"
+    awk 'NR == FNR {a[$1] = $2; next} ($1 in a) {print $1, $2 - a[$1]}' \
+        <(echo "$d0") <(disk_stats "$name") >>"$log.disk"
+    v=$(guest_value "$log" "fio_$t")
+    if [[ $v =~ ^[0-9.]+\ [0-9]+$ ]]; then
+        echo "$t $(figure "$t" "$v") $i" >>"$LOGDIR/$name.data"
+    else
+        say "$name run $i: $t: ${v:-no figure}"
+    fi
+}
+
+# run_summary NAME RUN: the VM's figures of this run on one line, with KVM
+# exits per disk request and, for hvmm, the mean time a read and a write
+# spent in its block layer (API read_time_ns, write_time_ns) and the share
+# of each done on the event loop (cached_reads, cached_writes) over its jobs;
+# each counter per request in $LOGDIR/NAME.COUNTER.data ("exits VALUE").
+run_summary() {
+    local name=$1 i=$2 f line c v
+    line=$(awk -v i="$i" '$3 == i {printf " %s %s", $1, $2}' "$LOGDIR/$name.data" 2>/dev/null)
+    for f in "$LOGDIR/$name-$i".log "$LOGDIR/$name-$i".log.boot-*; do
+        v=$(guest_value "$f" fill 2>/dev/null)
+        [[ ! $v =~ ^[0-9.]+\ [0-9]+$ ]] || line=" fill $(figure fill "$v")$line"
+    done
+    f=$(ls "$LOGDIR/$name-$i".log*.kvm 2>/dev/null | tr '\n' ' ')
+    if [[ -n $f ]]; then
+        # shellcheck disable=SC2086  # the files' names have no spaces
+        awk '{d[$1] += $2; n[$1] += $3} END {for (c in d) if (n[c] > 0) printf "%s %.1f\n", c, d[c] / n[c]}' \
+            $f >"$LOGDIR/$name-$i.exits"
+        for c in "${counters[@]}"; do
+            awk -v c="$c" '$1 == c {print "exits", $2}' "$LOGDIR/$name-$i.exits" >>"$LOGDIR/$name.$c.data"
+        done
+        v=$(awk '$1 == "exits" {print $2}' "$LOGDIR/$name-$i.exits")
+        [[ -z $v ]] || line+=" exits/request $v"
+    fi
+    f=$(ls "$LOGDIR/$name-$i".log*.disk 2>/dev/null | tr '\n' ' ')
+    if [[ $name != qemu && -n $f ]]; then
+        # shellcheck disable=SC2086
+        line+=$(awk '{s[$1] += $2}
+            function per(a, b, k) { return s[b] > 0 ? sprintf("%.0f", s[a] * k / s[b]) : "-" }
+            END {printf " host-us/read,write %s,%s cached%%/read,write %s,%s",
+                 per("read_time_ns", "reads", 0.001), per("write_time_ns", "writes", 0.001),
+                 per("cached_reads", "reads", 100), per("cached_writes", "writes", 100)}' $f)
+    fi
+    say "$name run $i:${line:- no figures}"
+}
+
+# run_round RUN: boot the VMs, fill their disks one by one, run each job
+# on each VM in turn, end them.
+run_round() {
+    local i=$1 k n t v ready=() order=()
+    rm -rf "$D" && mkdir -p "$D"
+    for v in "${vms[@]}"; do
+        BOOTS[$v]=0
+        if boot_vm "$v" "$i" new && ask "$v" "$i" fill fill "$fill_timeout"; then
+            ready+=("$v")
+        else
+            say "$v run $i: left out of this run"
         fi
     done
-    exits_per_request "$name" "$log" && line+=" exits/request $(awk '$1 == "exits" {print $2}' "$log.exits")"
-    v=$(host_time "$name" "$log") && line+=" host-us/read,write ${v/ /,}"
-    say "$name run $i ($((SECONDS - t0)) s):${line:- no figures}"
-    if [[ -n $err ]]; then
-        say "$name run $i: $err; the end of $(basename "$log"):"
-        tail -n 25 "$log" | tr -d '\r' | while IFS= read -r v; do say "| $v"; done
-        [[ ! -s $log.hang ]] || while IFS= read -r v; do say "| $v"; done <"$log.hang"
-    fi
+    n=${#ready[@]}
+    for ((k = 0; k < ${#tests[@]}; k++)); do
+        t=${tests[k]}
+        order=()
+        for ((v = 0; v < n; v++)); do order+=("${ready[(v + i + k) % n]}"); done
+        for v in "${order[@]}"; do
+            # Quiet before each job: the host writes back what the job
+            # before it wrote (within about 1 s here), so each job starts
+            # from the same state whatever ran before it.
+            sleep 3
+            run_job "$v" "$i" "$t"
+        done
+    done
+    for v in "${ready[@]}"; do
+        [[ -n ${PID[$v]:-} ]] || continue
+        if ask "$v" "$i" end "done" 60; then
+            wait_pid "${PID[$v]}" 30 >/dev/null
+            stop_vm "$v" "$i"
+        fi
+        v=$(guest_value "${LOG[$v]}" kmsg_errors)
+        [[ -z $v || $v == 0 ]] || say "$v run $i: $v kernel messages about disk errors"
+    done
+    for v in "${ready[@]}"; do run_summary "$v" "$i"; done
     # Keep the image's own view of itself after a VHDX run.
-    if [[ $name == vhdx ]]; then
-        "$HVCTL" vhd info "$f" >"$log.info" 2>&1
-        "$HVCTL" vhd check "$f" >"$log.check" 2>&1 ||
-            say "$name run $i: hvctl vhd check: $(tail -n 3 "$log.check" | tr '\n' ' ')"
+    if [[ " ${ready[*]} " == *" vhdx "* ]]; then
+        "$HVCTL" vhd info "$D/vhdx/disk.vhdx" >"$LOGDIR/vhdx-$i.log.info" 2>&1
+        "$HVCTL" vhd check "$D/vhdx/disk.vhdx" >"$LOGDIR/vhdx-$i.log.check" 2>&1 ||
+            say "vhdx run $i: hvctl vhd check: $(tail -n 3 "$LOGDIR/vhdx-$i.log.check" | tr '\n' ' ')"
     fi
     rm -rf "$D"
-    # A guest that reset before any job gave a figure, or that never got to
-    # user space: worth another boot.
-    [[ $booted != no && ($st != 4 || -n $line) ]]
 }
 
 median() { sort -n | awk '{v[NR]=$1} END{if (NR) print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 med() { awk -v t="$2" '$1 == t {print $2}' "$LOGDIR/$1.data" 2>/dev/null | median; }
-ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a / b}'; }
 nruns() { awk -v t="$2" '$1 == t' "$LOGDIR/$1.data" 2>/dev/null | wc -l; }
+# paired A B TEST: the median over the runs of A's figure over B's, counting
+# the runs where both have one.
+paired() {
+    awk -v t="$3" '$1 == t {v[FILENAME == ARGV[1], $3] = $2; r[$3]}
+        END {for (i in r) if (((1, i) in v) && ((0, i) in v) && v[0, i] > 0) printf "%.4f\n", v[1, i] / v[0, i]}' \
+        "$LOGDIR/$1.data" "$LOGDIR/$2.data" 2>/dev/null | median | awk 'NF {printf "%.2f", $1}'
+}
 
 grep -q " /sys/kernel/debug " /proc/mounts || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
-# The software host's own errors (OOM, lockups, RCU stalls, hung tasks) on its
-# console, and a plain line every 30 s (in the console log, not a result):
-# if these stop, the software host itself stopped, not just a VM.
 # The file system the disk images live on (discard: a deleted image gives
 # its memory back to /tmp).
-fs_bytes=$(($(numfmt --from=iec "$size") * 2 + (64 << 20)))
+fs_bytes=$(($(numfmt --from=iec "$size") * (${#vms[@]} + 1) + (64 << 20)))
 case $fs in
     xfs) mkfs=(mkfs.xfs -q -f) ;;
     ext4) mkfs=(mkfs.ext4 -q -F) ;;
@@ -291,6 +383,9 @@ dmesg -n 5   # warnings too: the backtraces of soft lockups and RCU stalls
 # paid by each write job itself.
 sysctl -q -w vm.dirty_expire_centisecs=100 vm.dirty_writeback_centisecs=50 ||
     say "storage: cannot set the writeback sysctls; figures will be noisier"
+# The software host's own errors (OOM, lockups, RCU stalls, hung tasks) on its
+# console, and a plain line every 30 s (in the console log, not a result):
+# if these stop, the software host itself stopped, not just a VM.
 (while sleep 30; do
     echo "host-tick up $(cut -d' ' -f1 /proc/uptime) load $(cut -d' ' -f1-3 /proc/loadavg)" \
          "avail_kb $(awk '/^MemAvailable/{print $2}' /proc/meminfo)" \
@@ -298,10 +393,10 @@ sysctl -q -w vm.dirty_expire_centisecs=100 vm.dirty_writeback_centisecs=50 ||
  done) </dev/null &
 ticker=$!
 [[ -x $HVMM ]] || { vms=(qemu); say "hvmm: $HVMM not found"; }
-say "storage: $runs runs of ${vms[*]} in turn; $mem, $cpus vCPUs; $size disk on $fs (loop device over tmpfs);" \
-    "fio O_DIRECT libaio, $runtime s per job after a 1 s ramp"
+say "storage: $runs runs of ${vms[*]}, up together, each job on each in turn; $mem, $cpus vCPUs;" \
+    "$size disks on $fs (loop device over tmpfs); fio O_DIRECT libaio, $runtime s per job after a 1 s ramp"
 # On some machines the software host dies every few minutes (tests/e2e/README.md);
-# the runner then boots another, which runs this again. Each finished VM run
+# the runner then boots another, which runs this again. Each finished run
 # is saved to the runner's share (E2E_SHARE), the whole of $LOGDIR at once
 # (its list of finished runs included), so the next host takes up from the
 # run after it instead of starting over; a run cut short is run again whole.
@@ -312,33 +407,26 @@ if [[ -n $saved && -s $saved/finished ]]; then
     say "storage: a new software host; taking up after the runs saved by the last one:" \
         "$(tr '\n' ',' <"$LOGDIR/finished" | sed 's/,$//')"
 fi
-save_run() {  # NAME RUN
-    echo "$1 $2" >>"$LOGDIR/finished"
+save_run() {  # RUN
+    echo "$1" >>"$LOGDIR/finished"
     [[ -n $saved ]] || return 0
     rm -rf "$saved.new" && cp -r "$LOGDIR" "$saved.new" && rm -rf "$saved" && mv "$saved.new" "$saved" ||
-        say "storage: cannot save $1 run $2 to $saved; a new software host would run it again"
+        say "storage: cannot save run $1 to $saved; a new software host would run it again"
 }
 for ((i = 1; i <= runs; i++)); do
-    for v in "${vms[@]}"; do
-        grep -qx "$v $i" "$LOGDIR/finished" 2>/dev/null && continue
-        for ((try = 1; ; try++)); do
-            run_vm "$v" "$i" && break
-            ((try < boot_tries)) || break
-            for f in "$LOGDIR/$v-$i".log*; do mv "$f" "${f/.log/.log.try-$try}"; done
-            say "$v run $i: booting it again (try $((try + 1)) of $boot_tries)"
-        done
-        save_run "$v" "$i"
-    done
+    grep -qx "$i" "$LOGDIR/finished" 2>/dev/null && continue
+    run_round "$i"
+    save_run "$i"
 done
 
 say "medians of $runs runs (MiB/s for sequential, IOPS for random; runs counted in brackets"
 say "where fewer succeeded); hvmm = storvsp on a raw file, qemu = virtio-blk on a raw file,"
-say "vhdx = storvsp on a dynamic VHDX; fill = the first write of the whole disk, 1 MiB, qd32:"
+say "vhdx = storvsp on a dynamic VHDX; fill = the first write of the whole disk, 1 MiB, qd32;"
+say "the ratios are the medians of each run's ratio:"
 say "$(printf '%-15s %-6s %10s %10s %10s %10s %9s' test unit hvmm qemu hvmm/qemu vhdx vhdx/hvmm)"
 met_q=0 met_v=0 n_q=0 n_v=0
-for t in "${tests[@]}" fill; do
-    h=$(med hvmm "$t") q=$(med qemu "$t") x=$(med vhdx "$t")
-    rq=$(ratio "$h" "$q") rx=$(ratio "$x" "$h")
+for t in "${tests[@]}"; do
+    rq=$(paired hvmm qemu "$t") rx=$(paired vhdx hvmm "$t")
     cols=()
     for v in hvmm qemu vhdx; do
         c=$(med $v "$t")
@@ -346,15 +434,13 @@ for t in "${tests[@]}" fill; do
         ((n == runs)) || c="${c:--} [$n]"
         cols+=("${c:--}")
     done
-    if [[ $t != fill ]]; then
-        [[ -z $rq ]] || { n_q=$((n_q + 1)); awk -v r="$rq" 'BEGIN{exit !(r >= 1.2)}' && met_q=$((met_q + 1)); }
-        [[ -z $rx ]] || { n_v=$((n_v + 1)); awk -v r="$rx" 'BEGIN{exit !(r >= 0.9)}' && met_v=$((met_v + 1)); }
-    fi
+    [[ -z $rq ]] || { n_q=$((n_q + 1)); awk -v r="$rq" 'BEGIN{exit !(r >= 1.2)}' && met_q=$((met_q + 1)); }
+    [[ -z $rx ]] || { n_v=$((n_v + 1)); awk -v r="$rx" 'BEGIN{exit !(r >= 0.9)}' && met_v=$((met_v + 1)); }
     say "$(printf '%-15s %-6s %10s %10s %10s %10s %9s' "$t" "$(unit "$t")" "${cols[0]}" "${cols[1]}" \
         "${rq:--}" "${cols[2]}" "${rx:--}")"
 done
 say "goal hvmm/qemu >= 1.2: met on $met_q of $n_q lines; goal vhdx/hvmm >= 0.9: met on $met_v of $n_v lines"
-if ls "$LOGDIR"/*.exits >/dev/null 2>&1; then
+if ls "$LOGDIR"/*.exits.data >/dev/null 2>&1 || ls "$LOGDIR"/*.exits >/dev/null 2>&1; then
     say "KVM exits etc. per disk request over the jobs, medians (KVM debugfs; timer exits included):"
     say "$(printf '%-18s %10s %10s %10s' counter hvmm qemu vhdx)"
     for c in "${counters[@]}"; do
