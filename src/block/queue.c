@@ -52,6 +52,8 @@ struct blkq {
 	size_t wb_bytes, wb_max;
 	int wb_error;                           /* first failure, for the next flush */
 	struct blkq_req *held_head, *held_tail; /* accepted, waiting for wb_head to empty */
+	struct blkq_wb *wb_spare;               /* finished write-behinds kept for reuse */
+	size_t wb_spare_bytes;
 };
 
 /* A write-behind: the queue's own write of a copy of a guest write that was
@@ -59,6 +61,7 @@ struct blkq {
 struct blkq_wb {
 	struct blkq_req req; /* op WRITE, flags BLKQ_WB */
 	struct blkq_iov iov; /* the copy */
+	size_t cap;          /* bytes at iov.base */
 	struct blkq_wb *next, *prev;
 };
 
@@ -460,32 +463,66 @@ static bool overlaps_write_behind(const struct blkq *q, const struct blkq_req *r
 	return false;
 }
 
+/* A write-behind with room for len bytes: a spare one if it fits, else a new
+ * one. Reusing them matters: a buffer of 128 KiB or more is mmap()ed and
+ * munmap()ed by malloc on every write, page faults and TLB shootdowns
+ * included. */
+static struct blkq_wb *wb_get(struct blkq *q, size_t len)
+{
+	struct blkq_wb **p, *w;
+
+	for (p = &q->wb_spare; *p; p = &(*p)->next) {
+		if ((*p)->cap >= len) {
+			w = *p;
+			*p = w->next;
+			q->wb_spare_bytes -= w->cap;
+			q->stats.write_behind_reused++;
+			return w;
+		}
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->cap = (len + 4095) & ~(size_t)4095;
+	w->iov.base = aligned_alloc(4096, w->cap);
+	if (!w->iov.base) {
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+/* Keep a finished write-behind for the next one, up to a quarter of the
+ * write-behind limit in all; free the rest. */
+static void wb_put(struct blkq *q, struct blkq_wb *w)
+{
+	if (q->wb_spare_bytes + w->cap <= q->wb_max / 4) {
+		w->next = q->wb_spare;
+		q->wb_spare = w;
+		q->wb_spare_bytes += w->cap;
+		return;
+	}
+	free(w->iov.base);
+	free(w);
+}
+
 static bool write_behind(struct blkq *q, struct blkq_req *r)
 {
 	struct blkq_wb *w;
-	void *copy;
 
 	if (r->op != BLKQ_OP_WRITE || (r->flags & BLK_FUA) || !q->nthreads ||
 	    r->len > q->wb_max - q->wb_bytes)
 		return false;
-	w = calloc(1, sizeof(*w));
-	copy = aligned_alloc(4096, (r->len + 4095) & ~(uint64_t)4095);
-	if (!w || !copy) {
-		free(w);
-		free(copy);
+	w = wb_get(q, r->len);
+	if (!w)
 		return false; /* the worker takes it as it is */
-	}
-	blk_iov_copy(as_iovec(r), (int)r->niov, 0, copy, r->len, false);
-	w->iov.base = copy;
+	blk_iov_copy(as_iovec(r), (int)r->niov, 0, w->iov.base, r->len, false);
 	w->iov.len = r->len;
-	w->req.op = BLKQ_OP_WRITE;
-	w->req.flags = BLKQ_WB;
-	w->req.off = r->off;
-	w->req.len = r->len;
-	w->req.iov = &w->iov;
-	w->req.niov = 1;
-	w->req.priv = w;
-	w->req.seq = q->next_seq++;
+	w->req = (struct blkq_req){
+		.op = BLKQ_OP_WRITE, .flags = BLKQ_WB, .off = r->off, .len = r->len,
+		.iov = &w->iov, .niov = 1, .priv = w, .seq = q->next_seq++,
+	};
+	w->prev = NULL;
 	w->next = q->wb_head;
 	if (q->wb_head)
 		q->wb_head->prev = w;
@@ -531,8 +568,7 @@ static void write_behind_done(struct blkq *q, struct blkq_req *r)
 	if (w->next)
 		w->next->prev = w->prev;
 	q->wb_bytes -= r->len;
-	free(w->iov.base);
-	free(w);
+	wb_put(q, w);
 	/* Everything held back goes on, in order, once none is in flight (a
 	 * held request may become a write-behind itself and hold the rest). */
 	while (!q->wb_head && q->held_head) {
@@ -766,6 +802,13 @@ void blkq_free(struct blkq *q)
 	pthread_cond_destroy(&q->work_cv);
 	pthread_cond_destroy(&q->idle_cv);
 	pthread_mutex_destroy(&q->lock);
+	while (q->wb_spare) {
+		struct blkq_wb *w = q->wb_spare;
+
+		q->wb_spare = w->next;
+		free(w->iov.base);
+		free(w);
+	}
 	free(q->threads);
 	free(q->inline_bounce);
 	free(q);

@@ -172,6 +172,7 @@ struct blkq_stats {
 	uint64_t cached_writes; /* of writes: into the page cache without a worker */
 	uint64_t write_behind;  /* of writes: done once copied, written by a worker after */
 	uint64_t write_behind_errors; /* such writes that failed (each fails the next flush) */
+	uint64_t write_behind_reused; /* such writes whose copy reused an earlier one's buffer */
 	/* Summed time from submission to completion (before the done callback). */
 	uint64_t read_ns, write_ns;
 };

@@ -713,6 +713,51 @@ static void test_write_behind_free(void **state)
 	free(buf);
 }
 
+/* A finished write-behind's buffer serves a later one that fits in it
+ * (only its own bytes are written); one that does not fit gets a new
+ * buffer. Spares are kept up to a quarter of the write-behind limit. */
+static void test_write_behind_reuse(void **state)
+{
+	uint8_t *buf = aligned_alloc(4096, 12288);
+	struct blkq_iov iov = { buf, 12288 };
+	struct blkq_req w;
+	struct blkq_stats st;
+
+	make_wb_queue(BLKQ_DEFAULT_WRITE_BEHIND);
+	memset(buf, 0x11, 12288);
+	rw_req(&w, BLKQ_OP_WRITE, 0, &iov, 1, 8192);
+	assert_int_equal(blkq_submit(q, &w), 0);
+	blkq_drain(q);
+	memset(buf, 0x22, 12288);
+	rw_req(&w, BLKQ_OP_WRITE, 65536, &iov, 1, 4096); /* into the 8 KiB spare */
+	assert_int_equal(blkq_submit(q, &w), 0);
+	blkq_drain(q);
+	assert_int_equal(md->data[65536], 0x22);
+	assert_int_equal(md->data[65536 + 4095], 0x22);
+	assert_int_equal(md->data[65536 + 4096], 0); /* not the spare's old bytes */
+	rw_req(&w, BLKQ_OP_WRITE, 131072, &iov, 1, 12288); /* fits no spare */
+	assert_int_equal(blkq_submit(q, &w), 0);
+	blkq_drain(q);
+	assert_int_equal(md->data[131072 + 12287], 0x22);
+	blkq_get_stats(q, &st);
+	assert_int_equal(st.write_behind, 3);
+	assert_int_equal(st.write_behind_reused, 1);
+	blkq_free(q);
+	q = NULL;
+
+	/* A limit of 8 KiB keeps no 4 KiB spare (a quarter is 2 KiB). */
+	make_wb_queue(8192);
+	for (unsigned i = 0; i < 2; i++) {
+		rw_req(&w, BLKQ_OP_WRITE, 4096 * i, &iov, 1, 4096);
+		assert_int_equal(blkq_submit(q, &w), 0);
+		blkq_drain(q);
+	}
+	blkq_get_stats(q, &st);
+	assert_int_equal(st.write_behind, 2);
+	assert_int_equal(st.write_behind_reused, 0);
+	free(buf);
+}
+
 /* No workers: requests run inside blkq_poll(), in order. */
 static void test_inline_mode(void **state)
 {
@@ -1192,6 +1237,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_behind_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_behind_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_behind_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_behind_reuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_deferred_delivery, setup, teardown),
