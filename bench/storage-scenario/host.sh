@@ -429,6 +429,7 @@ for t in "${tests[@]}"; do
     rq=$(paired hvmm qemu "$t") rx=$(paired vhdx hvmm "$t")
     cols=()
     for v in hvmm qemu vhdx; do
+        [[ " ${vms[*]} " == *" $v "* ]] || { cols+=(-); continue; }
         c=$(med $v "$t")
         n=$(nruns $v "$t")
         ((n == runs)) || c="${c:--} [$n]"
