@@ -310,7 +310,7 @@ run_summary() {
 # run_round RUN: boot the VMs, fill their disks one by one, run each job
 # on each VM in turn, end them.
 run_round() {
-    local i=$1 k n t v ready=() order=()
+    local i=$1 k n t v e ready=() order=()
     rm -rf "$D" && mkdir -p "$D"
     for v in "${vms[@]}"; do
         BOOTS[$v]=0
@@ -339,8 +339,8 @@ run_round() {
             wait_pid "${PID[$v]}" 30 >/dev/null
             stop_vm "$v" "$i"
         fi
-        v=$(guest_value "${LOG[$v]}" kmsg_errors)
-        [[ -z $v || $v == 0 ]] || say "$v run $i: $v kernel messages about disk errors"
+        e=$(guest_value "${LOG[$v]}" kmsg_errors)
+        [[ -z $e || $e == 0 ]] || say "$v run $i: $e kernel messages about disk errors"
     done
     for v in "${ready[@]}"; do run_summary "$v" "$i"; done
     # Keep the image's own view of itself after a VHDX run.
@@ -441,7 +441,7 @@ for t in "${tests[@]}"; do
         "${rq:--}" "${cols[2]}" "${rx:--}")"
 done
 say "goal hvmm/qemu >= 1.2: met on $met_q of $n_q lines; goal vhdx/hvmm >= 0.9: met on $met_v of $n_v lines"
-if ls "$LOGDIR"/*.exits.data >/dev/null 2>&1 || ls "$LOGDIR"/*.exits >/dev/null 2>&1; then
+if ls "$LOGDIR"/*.exits.data >/dev/null 2>&1; then
     say "KVM exits etc. per disk request over the jobs, medians (KVM debugfs; timer exits included):"
     say "$(printf '%-18s %10s %10s %10s' counter hvmm qemu vhdx)"
     for c in "${counters[@]}"; do
