@@ -492,6 +492,12 @@ static struct blkq_wb *wb_get(struct blkq *q, size_t len)
 	return w;
 }
 
+static void wb_free(struct blkq_wb *w)
+{
+	free(w->iov.base);
+	free(w);
+}
+
 /* Keep a finished write-behind for the next one, up to a quarter of the
  * write-behind limit in all; free the rest. */
 static void wb_put(struct blkq *q, struct blkq_wb *w)
@@ -502,8 +508,7 @@ static void wb_put(struct blkq *q, struct blkq_wb *w)
 		q->wb_spare_bytes += w->cap;
 		return;
 	}
-	free(w->iov.base);
-	free(w);
+	wb_free(w);
 }
 
 static bool write_behind(struct blkq *q, struct blkq_req *r)
@@ -806,8 +811,7 @@ void blkq_free(struct blkq *q)
 		struct blkq_wb *w = q->wb_spare;
 
 		q->wb_spare = w->next;
-		free(w->iov.base);
-		free(w);
+		wb_free(w);
 	}
 	free(q->threads);
 	free(q->inline_bounce);
