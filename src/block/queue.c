@@ -40,6 +40,8 @@ struct blkq {
 	struct blkq_req *act_head, *act_tail;   /* started writes, in submission order */
 	struct blkq_req *done_head, *done_tail; /* finished, not delivered */
 	unsigned unfinished;                    /* submitted and not finished */
+	unsigned npend;                         /* on the pending list */
+	unsigned idle_workers;                  /* waiting for work */
 	bool stop_workers;
 	/* Loop thread only. */
 	uint64_t next_seq;
@@ -225,8 +227,10 @@ static struct blkq_req *pend_pop(struct blkq *q)
 {
 	struct blkq_req *r = q->pend_head;
 
-	if (r)
+	if (r) {
 		list_unlink(&q->pend_head, &q->pend_tail, r);
+		q->npend--;
+	}
 	return r;
 }
 
@@ -278,8 +282,11 @@ static void *worker(void *arg)
 		bool wake;
 		int ret;
 
-		while (!q->pend_head && !q->stop_workers)
+		while (!q->pend_head && !q->stop_workers) {
+			q->idle_workers++;
 			pthread_cond_wait(&q->work_cv, &q->lock);
+			q->idle_workers--;
+		}
 		r = pend_pop(q);
 		if (!r)
 			break; /* stopping and nothing left */
@@ -434,6 +441,7 @@ static void queue_for_worker(struct blkq *q, struct blkq_req *r)
 {
 	pthread_mutex_lock(&q->lock);
 	list_append(&q->pend_head, &q->pend_tail, r);
+	q->npend++;
 	q->unfinished++;
 	pthread_mutex_unlock(&q->lock);
 	/* After unlocking: a worker woken under the lock would only block on it. */
@@ -539,11 +547,38 @@ static bool write_behind(struct blkq *q, struct blkq_req *r)
 	return true;
 }
 
+/* A large read or write submitted while others are in flight goes to an
+ * idle worker instead of being copied on the loop thread: when the guest
+ * keeps several requests outstanding, their copies (the bulk of their cost)
+ * then run on several CPUs, as the loop thread goes on to the next one. A
+ * request alone in flight (queue depth 1) stays on the loop thread, where it
+ * costs no thread switch; so do small ones, whose copy is cheaper than the
+ * switch. */
+#define BLKQ_PARALLEL_MIN (32u << 10)
+
+static bool better_on_worker(struct blkq *q, const struct blkq_req *r)
+{
+	bool idle;
+
+	if ((r->op != BLKQ_OP_READ && r->op != BLKQ_OP_WRITE) || r->len < BLKQ_PARALLEL_MIN ||
+	    q->inflight < 2 || !q->nthreads)
+		return false;
+	pthread_mutex_lock(&q->lock);
+	idle = q->idle_workers > q->npend;
+	pthread_mutex_unlock(&q->lock);
+	return idle;
+}
+
 /* Start an accepted request. */
 static void start_req(struct blkq *q, struct blkq_req *r)
 {
 	if (q->held_head || (q->wb_head && overlaps_write_behind(q, r))) {
 		list_append(&q->held_head, &q->held_tail, r);
+		return;
+	}
+	if (better_on_worker(q, r)) {
+		q->stats.parallel++;
+		queue_for_worker(q, r);
 		return;
 	}
 	if (run_nowait(q, r) || write_behind(q, r))
@@ -780,9 +815,12 @@ void blkq_stop(struct blkq *q)
 	q->stopped = true;
 }
 
-void blkq_get_stats(const struct blkq *q, struct blkq_stats *st)
+void blkq_get_stats(struct blkq *q, struct blkq_stats *st)
 {
 	*st = q->stats;
+	pthread_mutex_lock(&q->lock);
+	st->idle_workers = q->idle_workers;
+	pthread_mutex_unlock(&q->lock);
 }
 
 void blkq_free(struct blkq *q)

@@ -173,11 +173,13 @@ struct blkq_stats {
 	uint64_t write_behind;  /* of writes: done once copied, written by a worker after */
 	uint64_t write_behind_errors; /* such writes that failed (each fails the next flush) */
 	uint64_t write_behind_reused; /* such writes whose copy reused an earlier one's buffer */
+	uint64_t parallel; /* reads and writes given to an idle worker as others were in flight */
 	/* Summed time from submission to completion (before the done callback). */
 	uint64_t read_ns, write_ns;
+	unsigned idle_workers; /* now: workers waiting for work */
 };
 
-/* Counters of delivered requests. */
-void blkq_get_stats(const struct blkq *q, struct blkq_stats *st);
+/* Counters of delivered requests, and the workers idle now. */
+void blkq_get_stats(struct blkq *q, struct blkq_stats *st);
 
 #endif

@@ -1234,6 +1234,7 @@ size_t storvsp_list(struct storvsp *sv, struct storvsp_lun_info *out, size_t max
 			o->cached_writes = st.cached_writes;
 			o->write_behind = st.write_behind;
 			o->write_behind_errors = st.write_behind_errors;
+			o->parallel = st.parallel;
 			o->read_ns = st.read_ns;
 			o->write_ns = st.write_ns;
 		}

@@ -154,6 +154,7 @@ struct storvsp_lun_info {
 	uint64_t bytes_read, bytes_written, errors;
 	uint64_t cached_reads, cached_writes; /* done on the event loop, no worker */
 	uint64_t write_behind, write_behind_errors; /* done once copied; see queue.c */
+	uint64_t parallel; /* large ones given to an idle worker as others were in flight */
 	uint64_t read_ns, write_ns; /* summed host time, submission to completion */
 };
 

@@ -1217,6 +1217,110 @@ static void test_scattered_io(void **state)
 	files_remove(&f);
 }
 
+/* Wait until all `n` workers of `x` wait for work. */
+static void wait_workers_idle(struct blkq *x, unsigned n)
+{
+	struct blkq_stats st;
+
+	for (int i = 0; i < 5000; i++) {
+		blkq_get_stats(x, &st);
+		if (st.idle_workers == n)
+			return;
+		usleep(1000);
+	}
+	fail_msg("%u of %u workers idle after 5 s", st.idle_workers, n);
+}
+
+/* Large reads and writes submitted while others are in flight go to idle
+ * workers (their copies run in parallel); one alone in flight, and small
+ * ones, stay on the submitting thread when the page cache allows. The data
+ * are right either way. */
+static void test_parallel_copies(void **state)
+{
+	enum { BIG = 128 << 10, SMALL = 4096 };
+	struct blkq_config cfg;
+	struct test_files f;
+	struct blk_error err = { "" };
+	struct blkq_iov iov[4];
+	struct blkq_req r[4];
+	struct blkq_stats st;
+	struct blk_disk *d;
+	struct blkq *oq;
+	uint8_t *want = malloc(3 * BIG), *got = malloc(3 * BIG), *b[4];
+	bool nowait;
+	int fd;
+
+	assert_non_null(want);
+	assert_non_null(got);
+	files_new(&f);
+	for (unsigned i = 0; i < 3 * BIG; i++)
+		want[i] = (uint8_t)(i * 7 + i / 4096);
+	fd = open(f.raw, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, want, 3 * BIG, 0), 3 * BIG);
+	nowait = nowait_reads_work(f.raw);
+	d = blk_open(f.raw, BLK_FMT_RAW, 0, &err);
+	assert_non_null(d);
+	blkq_default_config(&cfg);
+	cfg.write_behind = 0; /* a write that cannot go to the page cache at once waits */
+	assert_int_equal(blkq_new(&oq, d, NULL, &cfg), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		b[i] = aligned_alloc(4096, BIG);
+		assert_non_null(b[i]);
+		memset(b[i], 0, BIG);
+		iov[i] = (struct blkq_iov){ b[i], i < 3 ? BIG : SMALL };
+	}
+
+	/* Three large reads and a small one at once: the first is alone. */
+	wait_workers_idle(oq, cfg.threads);
+	memset(&dr, 0, sizeof(dr));
+	for (unsigned i = 0; i < 4; i++) {
+		rw_req(&r[i], BLKQ_OP_READ, i < 3 ? i * (uint64_t)BIG : 8192, &iov[i], 1,
+		       iov[i].len);
+		assert_int_equal(blkq_submit(oq, &r[i]), 0);
+	}
+	wait_count_on(oq, 4);
+	assert_int_equal(dr.last_result, 0);
+	for (unsigned i = 0; i < 3; i++)
+		assert_memory_equal(b[i], want + i * BIG, BIG);
+	assert_memory_equal(b[3], want + 8192, SMALL);
+	blkq_get_stats(oq, &st);
+	assert_int_equal(st.parallel, 2);
+	assert_int_equal(st.cached_reads, nowait ? 2 : 0);
+
+	/* A large read alone in flight stays where it is. */
+	wait_workers_idle(oq, cfg.threads);
+	assert_int_equal(blkq_submit(oq, &r[0]), 0);
+	wait_count_on(oq, 5);
+	blkq_get_stats(oq, &st);
+	assert_int_equal(st.parallel, 2);
+
+	/* Two large writes at once: the second goes to a worker; both land. */
+	wait_workers_idle(oq, cfg.threads);
+	for (unsigned i = 0; i < 2; i++) {
+		memset(b[i], 0xa0 + i, BIG);
+		rw_req(&r[i], BLKQ_OP_WRITE, (i + 1) * (uint64_t)BIG, &iov[i], 1, BIG);
+		assert_int_equal(blkq_submit(oq, &r[i]), 0);
+	}
+	wait_count_on(oq, 7);
+	assert_int_equal(dr.last_result, 0);
+	blkq_get_stats(oq, &st);
+	assert_int_equal(st.parallel, 3);
+	assert_int_equal(pread(fd, got, 2 * BIG, BIG), 2 * BIG);
+	assert_memory_equal(got, b[0], BIG);
+	assert_memory_equal(got + BIG, b[1], BIG);
+
+	blkq_free(oq);
+	blk_close(d);
+	close(fd);
+	for (unsigned i = 0; i < 4; i++)
+		free(b[i]);
+	free(want);
+	free(got);
+	files_remove(&f);
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1245,6 +1349,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cached_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parallel_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scattered_io, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nowait_file_writes, setup, teardown),
 	};
