@@ -56,6 +56,22 @@ struct blkq {
 	struct blkq_req *held_head, *held_tail; /* accepted, waiting for wb_head to empty */
 	struct blkq_wb *wb_spare;               /* finished write-behinds kept for reuse */
 	size_t wb_spare_bytes;
+	/* Splitting (loop thread only). */
+	unsigned split_ns;
+	uint64_t copy_ns_per_mib; /* moving average over large requests run here; 0: none yet */
+	struct blkq_split *split; /* NULL until the first split */
+};
+
+/* A request in two parts, one copied on the loop thread and one by a
+ * worker (see split_req). One at a time: only a request alone in flight is
+ * split. */
+struct blkq_split {
+	struct blkq_req part[2]; /* flags BLKQ_PART, priv this */
+	struct blkq_iov *iov;    /* both parts' scatter lists */
+	unsigned iov_cap;
+	struct blkq_req *parent; /* NULL: free */
+	unsigned left;           /* parts not finished */
+	int result;              /* the first part's error */
 };
 
 /* A write-behind: the queue's own write of a copy of a guest write that was
@@ -67,7 +83,8 @@ struct blkq_wb {
 	struct blkq_wb *next, *prev;
 };
 
-#define BLKQ_WB 0x10000 /* req is a struct blkq_wb's (private to the queue) */
+#define BLKQ_WB 0x10000   /* req is a struct blkq_wb's (private to the queue) */
+#define BLKQ_PART 0x20000 /* req is a part of a struct blkq_split */
 
 void blkq_default_config(struct blkq_config *cfg)
 {
@@ -75,6 +92,7 @@ void blkq_default_config(struct blkq_config *cfg)
 	cfg->depth = BLKQ_DEFAULT_DEPTH;
 	cfg->bounce_size = BLKQ_DEFAULT_BOUNCE;
 	cfg->write_behind = BLKQ_DEFAULT_WRITE_BEHIND;
+	cfg->split_ns = BLKQ_DEFAULT_SPLIT_NS;
 }
 
 static bool modifies_data(const struct blkq_req *r)
@@ -354,6 +372,7 @@ int blkq_new(struct blkq **out, struct blk_disk *disk, struct loop *loop,
 	q->depth = cfg->depth;
 	q->bounce_size = cfg->bounce_size;
 	q->wb_max = cfg->write_behind;
+	q->split_ns = cfg->split_ns;
 	q->sector = info.logical_sector == 4096 ? 4096 : 512;
 	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	q->deliver.fn = on_deliver;
@@ -412,21 +431,48 @@ static void complete_now(struct blkq *q, struct blkq_req *r, int ret)
 		kick_eventfd(q);
 }
 
-/* A read whose data is in the page cache, or a write the file system takes
- * into its page cache without waiting, costs one copy: do it here rather
- * than wake a worker (two thread switches) for it. False if it would block;
- * never for FUA writes, which wait for the disk. */
-static bool run_nowait(struct blkq *q, struct blkq_req *r)
+/* Copy-bound requests: the copy speed of the host's page cache, from the
+ * large requests run on the loop thread. */
+#define BLKQ_MEASURE_MIN (32u << 10)
+
+static void note_copy_time(struct blkq *q, uint64_t len, uint64_t ns)
+{
+	uint64_t per_mib;
+
+	if (len < BLKQ_MEASURE_MIN)
+		return;
+	per_mib = (ns << 20) / len;
+	q->copy_ns_per_mib = q->copy_ns_per_mib ? (q->copy_ns_per_mib * 7 + per_mib) / 8 : per_mib;
+}
+
+/* The read or write r without waiting; -EAGAIN if it would block (never
+ * tried for FUA writes, which wait for the disk). */
+static int rw_nowait(struct blkq *q, const struct blkq_req *r)
 {
 	const struct iovec *iov = as_iovec(r);
+	uint64_t t0 = mono_ns(), t1;
 	int ret = -EAGAIN;
 
-	if (!q->nthreads || !vector_ok(q, r))
-		return false;
 	if (r->op == BLKQ_OP_READ)
 		ret = blk_readv_nowait(q->disk, r->off, iov, (int)r->niov, r->len);
 	else if (r->op == BLKQ_OP_WRITE && !(r->flags & BLK_FUA))
 		ret = blk_writev_nowait(q->disk, r->off, iov, (int)r->niov, r->len);
+	t1 = mono_ns();
+	if (!ret && t1 > t0)
+		note_copy_time(q, r->len, t1 - t0);
+	return ret;
+}
+
+/* A read whose data is in the page cache, or a write the file system takes
+ * into its page cache without waiting, costs one copy: do it here rather
+ * than wake a worker (two thread switches) for it. False if it would block. */
+static bool run_nowait(struct blkq *q, struct blkq_req *r)
+{
+	int ret;
+
+	if (!q->nthreads || !vector_ok(q, r))
+		return false;
+	ret = rw_nowait(q, r);
 	if (ret == -EAGAIN)
 		return false;
 	if (r->op == BLKQ_OP_READ)
@@ -547,6 +593,17 @@ static bool write_behind(struct blkq *q, struct blkq_req *r)
 	return true;
 }
 
+/* Whether a worker is waiting with nothing queued for it. */
+static bool worker_idle(struct blkq *q)
+{
+	bool idle;
+
+	pthread_mutex_lock(&q->lock);
+	idle = q->idle_workers > q->npend;
+	pthread_mutex_unlock(&q->lock);
+	return idle;
+}
+
 /* A large read or write submitted while others are in flight goes to an
  * idle worker instead of being copied on the loop thread: when the guest
  * keeps several requests outstanding, their copies (the bulk of their cost)
@@ -558,15 +615,102 @@ static bool write_behind(struct blkq *q, struct blkq_req *r)
 
 static bool better_on_worker(struct blkq *q, const struct blkq_req *r)
 {
-	bool idle;
+	return (r->op == BLKQ_OP_READ || r->op == BLKQ_OP_WRITE) && r->len >= BLKQ_PARALLEL_MIN &&
+	       q->inflight >= 2 && q->nthreads && worker_idle(q);
+}
 
-	if ((r->op != BLKQ_OP_READ && r->op != BLKQ_OP_WRITE) || r->len < BLKQ_PARALLEL_MIN ||
-	    q->inflight < 2 || !q->nthreads)
+/* Point `out` (room for r->niov + 1) at bytes [from, from + len) of r's
+ * scatter list; returns the element count. */
+static unsigned iov_slice(const struct blkq_req *r, uint64_t from, uint64_t len,
+			  struct blkq_iov *out)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < r->niov && len; i++) {
+		uint64_t l = r->iov[i].len;
+
+		if (from >= l) {
+			from -= l;
+			continue;
+		}
+		l -= from;
+		if (l > len)
+			l = len;
+		out[n++] = (struct blkq_iov){ (uint8_t *)r->iov[i].base + from, (size_t)l };
+		len -= l;
+		from = 0;
+	}
+	return n;
+}
+
+/* A part of a split request finished: its parent, once both have (with the
+ * first error), else NULL. Loop thread. */
+static struct blkq_req *part_finished(struct blkq_req *part, int ret)
+{
+	struct blkq_split *sp = part->priv;
+	struct blkq_req *parent = sp->parent;
+
+	if (ret && !sp->result)
+		sp->result = ret;
+	if (--sp->left)
+		return NULL;
+	parent->result = sp->result;
+	sp->parent = NULL;
+	return parent;
+}
+
+/* Split a read or write alone in flight whose copy would take at least
+ * split_ns: a worker copies its second half while this thread copies the
+ * first, so at queue depth 1 the request takes about half as long where the
+ * copy dominates (a slow CPU, a large request). A part that cannot be done
+ * here without waiting goes to a worker too. False if r is not split. */
+static bool split_req(struct blkq *q, struct blkq_req *r)
+{
+	struct blkq_split *sp = q->split;
+	uint64_t half;
+	unsigned n0;
+	int ret;
+
+	if ((r->op != BLKQ_OP_READ && r->op != BLKQ_OP_WRITE) || (r->flags & BLK_FUA) ||
+	    !q->split_ns || !q->copy_ns_per_mib || r->len < 2 * (uint64_t)q->sector ||
+	    q->inflight != 1 || !q->nthreads || !vector_ok(q, r) ||
+	    ((q->copy_ns_per_mib * r->len) >> 20) < q->split_ns || (sp && sp->parent) ||
+	    !worker_idle(q))
 		return false;
-	pthread_mutex_lock(&q->lock);
-	idle = q->idle_workers > q->npend;
-	pthread_mutex_unlock(&q->lock);
-	return idle;
+	if (!sp) {
+		sp = q->split = calloc(1, sizeof(*sp));
+		if (!sp)
+			return false;
+	}
+	if (sp->iov_cap < r->niov + 1) {
+		struct blkq_iov *iov = realloc(sp->iov, (r->niov + 1) * sizeof(*iov));
+
+		if (!iov)
+			return false;
+		sp->iov = iov;
+		sp->iov_cap = r->niov + 1;
+	}
+	half = r->len / 2 / q->sector * q->sector;
+	n0 = iov_slice(r, 0, half, sp->iov);
+	sp->part[0] = (struct blkq_req){ .op = r->op, .flags = BLKQ_PART, .off = r->off,
+					 .len = half, .iov = sp->iov, .niov = n0, .priv = sp,
+					 .seq = r->seq };
+	sp->part[1] = sp->part[0];
+	sp->part[1].off = r->off + half;
+	sp->part[1].len = r->len - half;
+	sp->part[1].iov = sp->iov + n0;
+	sp->part[1].niov = iov_slice(r, half, r->len - half, sp->iov + n0);
+	sp->parent = r;
+	sp->left = 2;
+	sp->result = 0;
+	q->stats.split++;
+	queue_for_worker(q, &sp->part[1]);
+	ret = rw_nowait(q, &sp->part[0]);
+	if (ret == -EAGAIN)
+		queue_for_worker(q, &sp->part[0]);
+	else if (part_finished(&sp->part[0], ret))
+		complete_now(q, r, sp->result); /* not reached: the worker's part is delivered later */
+	return true;
 }
 
 /* Start an accepted request. */
@@ -581,7 +725,7 @@ static void start_req(struct blkq *q, struct blkq_req *r)
 		queue_for_worker(q, r);
 		return;
 	}
-	if (run_nowait(q, r) || write_behind(q, r))
+	if (split_req(q, r) || run_nowait(q, r) || write_behind(q, r))
 		return;
 	queue_for_worker(q, r);
 }
@@ -770,6 +914,8 @@ static unsigned deliver(struct blkq *q)
 			write_behind_done(q, r);
 			continue;
 		}
+		if ((r->flags & BLKQ_PART) && !(r = part_finished(r, r->result)))
+			continue;
 		if (r->op == BLKQ_OP_FLUSH && !r->result && q->wb_error) {
 			r->result = q->wb_error;
 			q->wb_error = 0;
@@ -851,6 +997,9 @@ void blkq_free(struct blkq *q)
 		q->wb_spare = w->next;
 		wb_free(w);
 	}
+	if (q->split)
+		free(q->split->iov);
+	free(q->split);
 	free(q->threads);
 	free(q->inline_bounce);
 	free(q);

@@ -76,6 +76,7 @@ struct blkq;
 #define BLKQ_DEFAULT_BOUNCE (1u << 20) /* bytes per worker */
 #define BLKQ_DEFAULT_WRITE_BEHIND (4u << 20) /* bytes */
 #define BLKQ_MAX_WRITE_BEHIND (256u << 20)
+#define BLKQ_DEFAULT_SPLIT_NS 100000u /* ns */
 
 enum blkq_op {
 	BLKQ_OP_READ,
@@ -120,10 +121,14 @@ struct blkq_config {
 	unsigned depth;     /* 1..BLKQ_MAX_DEPTH */
 	size_t bounce_size; /* multiple of 4096, >= 4096 */
 	size_t write_behind; /* bytes of write-behind in flight at most; 0: none */
+	/* A read or write alone in flight whose copy would take at least this
+	 * long (as measured on earlier ones) is split between the loop thread
+	 * and a worker; 0: never. */
+	unsigned split_ns;
 };
 
 /* Defaults: BLKQ_DEFAULT_THREADS workers, BLKQ_DEFAULT_DEPTH, 1 MiB bounce,
- * BLKQ_DEFAULT_WRITE_BEHIND. */
+ * BLKQ_DEFAULT_WRITE_BEHIND, BLKQ_DEFAULT_SPLIT_NS. */
 void blkq_default_config(struct blkq_config *cfg);
 
 /* Create a queue for `disk` (not owned: the caller closes it after
@@ -174,6 +179,7 @@ struct blkq_stats {
 	uint64_t write_behind_errors; /* such writes that failed (each fails the next flush) */
 	uint64_t write_behind_reused; /* such writes whose copy reused an earlier one's buffer */
 	uint64_t parallel; /* reads and writes given to an idle worker as others were in flight */
+	uint64_t split; /* reads and writes alone in flight copied half here, half by a worker */
 	/* Summed time from submission to completion (before the done callback). */
 	uint64_t read_ns, write_ns;
 	unsigned idle_workers; /* now: workers waiting for work */

@@ -148,7 +148,7 @@ static int put_stop(void *ctx, const json_t *body, json_t **reply, struct api_er
 static json_t *disk_json(const struct storvsp_lun_info *d)
 {
 	return json_pack("{s:i, s:i, s:s, s:s, s:I, s:i, s:b, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-			 " s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			 " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			 "controller", (int)d->controller, "lun", (int)d->lun, "path", d->label,
 			 "format", d->format, "size_bytes", (json_int_t)d->size, "block_size",
 			 (int)d->block_size, "read_only", d->read_only, "inflight", (int)d->inflight,
@@ -159,7 +159,7 @@ static json_t *disk_json(const struct storvsp_lun_info *d)
 			 "cached_writes", (json_int_t)d->cached_writes, "write_behind",
 			 (json_int_t)d->write_behind, "write_behind_errors",
 			 (json_int_t)d->write_behind_errors, "parallel", (json_int_t)d->parallel,
-			 "read_time_ns",
+			 "split", (json_int_t)d->split, "read_time_ns",
 			 (json_int_t)d->read_ns, "write_time_ns", (json_int_t)d->write_ns);
 }
 

@@ -1235,6 +1235,7 @@ size_t storvsp_list(struct storvsp *sv, struct storvsp_lun_info *out, size_t max
 			o->write_behind = st.write_behind;
 			o->write_behind_errors = st.write_behind_errors;
 			o->parallel = st.parallel;
+			o->split = st.split;
 			o->read_ns = st.read_ns;
 			o->write_ns = st.write_ns;
 		}

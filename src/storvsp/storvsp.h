@@ -155,6 +155,7 @@ struct storvsp_lun_info {
 	uint64_t cached_reads, cached_writes; /* done on the event loop, no worker */
 	uint64_t write_behind, write_behind_errors; /* done once copied; see queue.c */
 	uint64_t parallel; /* large ones given to an idle worker as others were in flight */
+	uint64_t split;    /* ones alone in flight copied half by the loop, half by a worker */
 	uint64_t read_ns, write_ns; /* summed host time, submission to completion */
 };
 

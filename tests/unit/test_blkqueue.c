@@ -1263,6 +1263,7 @@ static void test_parallel_copies(void **state)
 	assert_non_null(d);
 	blkq_default_config(&cfg);
 	cfg.write_behind = 0; /* a write that cannot go to the page cache at once waits */
+	cfg.split_ns = 0;
 	assert_int_equal(blkq_new(&oq, d, NULL, &cfg), 0);
 	for (unsigned i = 0; i < 4; i++) {
 		b[i] = aligned_alloc(4096, BIG);
@@ -1321,6 +1322,103 @@ static void test_parallel_copies(void **state)
 	(void)state;
 }
 
+/* A read or write alone in flight whose copy takes long enough (here: any,
+ * once a large request has been timed) is split between the submitting
+ * thread and a worker, across scatter-list elements, with the right data;
+ * never before a copy was timed, nor a FUA write. */
+static void test_split_copies(void **state)
+{
+	enum { BIG = 128 << 10 };
+	struct blkq_config cfg;
+	struct test_files f;
+	struct blk_error err = { "" };
+	struct blkq_iov iov[3];
+	struct blkq_req r;
+	struct blkq_stats st;
+	struct blk_disk *d;
+	struct blkq *oq;
+	uint8_t *want = malloc(2 * BIG), *got = malloc(BIG), *b = aligned_alloc(4096, BIG);
+	bool nowait;
+	int fd;
+
+	assert_non_null(want);
+	assert_non_null(got);
+	assert_non_null(b);
+	files_new(&f);
+	for (unsigned i = 0; i < 2 * BIG; i++)
+		want[i] = (uint8_t)(i * 11 + i / 512);
+	fd = open(f.raw, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, want, 2 * BIG, 0), 2 * BIG);
+	nowait = nowait_reads_work(f.raw);
+	d = blk_open(f.raw, BLK_FMT_RAW, 0, &err);
+	assert_non_null(d);
+	blkq_default_config(&cfg);
+	cfg.write_behind = 0;
+	cfg.split_ns = 1;
+	assert_int_equal(blkq_new(&oq, d, NULL, &cfg), 0);
+	memset(&dr, 0, sizeof(dr));
+
+	/* The first large read is timed, not split. */
+	wait_workers_idle(oq, cfg.threads);
+	iov[0] = (struct blkq_iov){ b, BIG };
+	rw_req(&r, BLKQ_OP_READ, 0, iov, 1, BIG);
+	assert_int_equal(blkq_submit(oq, &r), 0);
+	wait_count_on(oq, 1);
+	assert_memory_equal(b, want, BIG);
+	blkq_get_stats(oq, &st);
+	assert_int_equal(st.split, 0);
+
+	/* Then one over three elements is split in the middle one. */
+	memset(b, 0, BIG);
+	iov[0] = (struct blkq_iov){ b, 40 << 10 };
+	iov[1] = (struct blkq_iov){ b + (40 << 10), 48 << 10 };
+	iov[2] = (struct blkq_iov){ b + (88 << 10), 40 << 10 };
+	wait_workers_idle(oq, cfg.threads);
+	rw_req(&r, BLKQ_OP_READ, BIG, iov, 3, BIG);
+	assert_int_equal(blkq_submit(oq, &r), 0);
+	wait_count_on(oq, 2);
+	assert_int_equal(dr.last_result, 0);
+	assert_memory_equal(b, want + BIG, BIG);
+	blkq_get_stats(oq, &st);
+	assert_int_equal(st.split, nowait ? 1 : 0);
+	assert_int_equal(st.reads, 2);
+
+	/* A write over the same elements: split, and all of it lands. */
+	for (unsigned i = 0; i < BIG; i++)
+		b[i] = (uint8_t)(i * 5 + 3);
+	wait_workers_idle(oq, cfg.threads);
+	rw_req(&r, BLKQ_OP_WRITE, 4096, iov, 3, BIG);
+	assert_int_equal(blkq_submit(oq, &r), 0);
+	wait_count_on(oq, 3);
+	assert_int_equal(dr.last_result, 0);
+	blkq_get_stats(oq, &st);
+	assert_int_equal(st.split, nowait ? 2 : 0);
+	assert_int_equal(pread(fd, got, BIG, 4096), BIG);
+	assert_memory_equal(got, b, BIG);
+
+	/* A FUA write is not split. */
+	wait_workers_idle(oq, cfg.threads);
+	rw_req(&r, BLKQ_OP_WRITE, 0, iov, 3, BIG);
+	r.flags = BLK_FUA;
+	assert_int_equal(blkq_submit(oq, &r), 0);
+	wait_count_on(oq, 4);
+	assert_int_equal(dr.last_result, 0);
+	blkq_get_stats(oq, &st);
+	assert_int_equal(st.split, nowait ? 2 : 0);
+	assert_int_equal(st.writes, 2);
+	assert_int_equal(st.errors, 0);
+
+	blkq_free(oq);
+	blk_close(d);
+	close(fd);
+	free(b);
+	free(want);
+	free(got);
+	files_remove(&f);
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1350,6 +1448,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cached_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parallel_copies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_split_copies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scattered_io, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nowait_file_writes, setup, teardown),
 	};
