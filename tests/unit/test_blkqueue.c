@@ -1217,6 +1217,27 @@ static void test_scattered_io(void **state)
 	files_remove(&f);
 }
 
+/* A raw test file holding `len` bytes of a pattern (also left in `want`),
+ * open as a disk; its fd in *fd, and whether nowait reads work there. */
+static struct blk_disk *patterned_raw(struct test_files *f, uint8_t *want, size_t len, int *fd,
+				      bool *nowait)
+{
+	struct blk_error err = { "" };
+	struct blk_disk *d;
+
+	assert_non_null(want);
+	files_new(f);
+	for (size_t i = 0; i < len; i++)
+		want[i] = (uint8_t)(i * 7 + i / 512);
+	*fd = open(f->raw, O_RDWR);
+	assert_true(*fd >= 0);
+	assert_int_equal(pwrite(*fd, want, len, 0), (ssize_t)len);
+	*nowait = nowait_reads_work(f->raw);
+	d = blk_open(f->raw, BLK_FMT_RAW, 0, &err);
+	assert_non_null(d);
+	return d;
+}
+
 /* Wait until all `n` workers of `x` wait for work. */
 static void wait_workers_idle(struct blkq *x, unsigned n)
 {
@@ -1240,7 +1261,6 @@ static void test_parallel_copies(void **state)
 	enum { BIG = 128 << 10, SMALL = 4096 };
 	struct blkq_config cfg;
 	struct test_files f;
-	struct blk_error err = { "" };
 	struct blkq_iov iov[4];
 	struct blkq_req r[4];
 	struct blkq_stats st;
@@ -1250,17 +1270,8 @@ static void test_parallel_copies(void **state)
 	bool nowait;
 	int fd;
 
-	assert_non_null(want);
 	assert_non_null(got);
-	files_new(&f);
-	for (unsigned i = 0; i < 3 * BIG; i++)
-		want[i] = (uint8_t)(i * 7 + i / 4096);
-	fd = open(f.raw, O_RDWR);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, want, 3 * BIG, 0), 3 * BIG);
-	nowait = nowait_reads_work(f.raw);
-	d = blk_open(f.raw, BLK_FMT_RAW, 0, &err);
-	assert_non_null(d);
+	d = patterned_raw(&f, want, 3 * BIG, &fd, &nowait);
 	blkq_default_config(&cfg);
 	cfg.write_behind = 0; /* a write that cannot go to the page cache at once waits */
 	cfg.split_ns = 0;
@@ -1331,7 +1342,6 @@ static void test_split_copies(void **state)
 	enum { BIG = 128 << 10 };
 	struct blkq_config cfg;
 	struct test_files f;
-	struct blk_error err = { "" };
 	struct blkq_iov iov[3];
 	struct blkq_req r;
 	struct blkq_stats st;
@@ -1341,18 +1351,9 @@ static void test_split_copies(void **state)
 	bool nowait;
 	int fd;
 
-	assert_non_null(want);
 	assert_non_null(got);
 	assert_non_null(b);
-	files_new(&f);
-	for (unsigned i = 0; i < 2 * BIG; i++)
-		want[i] = (uint8_t)(i * 11 + i / 512);
-	fd = open(f.raw, O_RDWR);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, want, 2 * BIG, 0), 2 * BIG);
-	nowait = nowait_reads_work(f.raw);
-	d = blk_open(f.raw, BLK_FMT_RAW, 0, &err);
-	assert_non_null(d);
+	d = patterned_raw(&f, want, 2 * BIG, &fd, &nowait);
 	blkq_default_config(&cfg);
 	cfg.write_behind = 0;
 	cfg.split_ns = 1;
