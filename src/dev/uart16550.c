@@ -19,13 +19,14 @@ static void update_lsr(struct uart16550 *u)
 	u->lsr &= ~(UART_LSR_DR | UART_LSR_THRE | UART_LSR_TEMT);
 	if (rx_ready(u))
 		u->lsr |= UART_LSR_DR;
-	/* The transmitter is "empty" while the host-side buffer has room for a
+	/* The transmitter is empty while the host-side buffer has room for a
 	 * whole FIFO (a driver writes that much per THRE without looking): the
-	 * guest then never outruns the console and loses nothing. */
+	 * guest then never outruns the console and loses nothing. A byte in that
+	 * buffer counts as sent, holding register and line alike (THRE and
+	 * TEMT): Linux's console waits for TEMT after every message, polling
+	 * the LSR, and each poll is an exit to user space. */
 	if (u->tx_len <= UART_TX_SIZE - UART_FIFO_SIZE)
-		u->lsr |= UART_LSR_THRE;
-	if (u->tx_len == 0)
-		u->lsr |= UART_LSR_TEMT;
+		u->lsr |= UART_LSR_THRE | UART_LSR_TEMT;
 }
 
 static uint8_t pending_iir(const struct uart16550 *u)

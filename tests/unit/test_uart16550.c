@@ -94,14 +94,19 @@ static void receive_overflow(void **state)
 	assert_int_equal(uart_rx_space(&u), 1);
 }
 
-/* The guest cannot outrun the console: THRE drops while the buffer has no
- * room for a whole FIFO, and a driver that writes a FIFO's worth per THRE
- * loses nothing. */
+/* The guest cannot outrun the console: THRE and TEMT drop while the buffer
+ * has no room for a whole FIFO, and a driver that writes a FIFO's worth per
+ * THRE loses nothing. Bytes buffered with room to spare count as sent. */
 static void transmit_flow_control(void **state)
 {
 	uint8_t out[UART_TX_SIZE];
 	unsigned sent = 0;
 
+	uart_write(&u, UART_THR, 0xaa);
+	assert_int_equal(uart_read(&u, UART_LSR) & (UART_LSR_THRE | UART_LSR_TEMT),
+			 UART_LSR_THRE | UART_LSR_TEMT);
+	assert_int_equal(uart_drain_tx(&u, out, sizeof(out)), 1);
+	assert_int_equal(out[0], 0xaa);
 	while (uart_read(&u, UART_LSR) & UART_LSR_THRE) /* a FIFO at a time, as Linux */
 		for (unsigned i = 0; i < UART_FIFO_SIZE; i++)
 			uart_write(&u, UART_THR, (uint8_t)sent++);
@@ -116,6 +121,7 @@ static void transmit_flow_control(void **state)
 	assert_int_equal(out[0], 0);
 	assert_int_equal(out[15], 15);
 	assert_true(uart_read(&u, UART_LSR) & UART_LSR_THRE);
+	assert_true(uart_read(&u, UART_LSR) & UART_LSR_TEMT);
 	assert_true(uart_irq_level(&u)); /* room again is announced */
 	assert_int_equal(uart_drain_tx(&u, out, sizeof(out)), UART_TX_SIZE - 16);
 	assert_int_equal(out[0], 16);
