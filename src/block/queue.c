@@ -431,34 +431,32 @@ static void complete_now(struct blkq *q, struct blkq_req *r, int ret)
 		kick_eventfd(q);
 }
 
-/* Copy-bound requests: the copy speed of the host's page cache, from the
- * large requests run on the loop thread. */
-#define BLKQ_MEASURE_MIN (32u << 10)
+/* A read or write this large costs mostly its copy: worth a thread switch
+ * to run it beside others (better_on_worker), and timed when run on the
+ * loop thread, for the page cache's copy speed (split_req). */
+#define BLKQ_COPY_BOUND (32u << 10)
 
 static void note_copy_time(struct blkq *q, uint64_t len, uint64_t ns)
 {
-	uint64_t per_mib;
+	uint64_t per_mib = (ns << 20) / len;
 
-	if (len < BLKQ_MEASURE_MIN)
-		return;
-	per_mib = (ns << 20) / len;
 	q->copy_ns_per_mib = q->copy_ns_per_mib ? (q->copy_ns_per_mib * 7 + per_mib) / 8 : per_mib;
 }
 
 /* The read or write r without waiting; -EAGAIN if it would block (never
- * tried for FUA writes, which wait for the disk). */
+ * tried for FUA writes, which wait for the disk). Large ones are timed. */
 static int rw_nowait(struct blkq *q, const struct blkq_req *r)
 {
 	const struct iovec *iov = as_iovec(r);
-	uint64_t t0 = mono_ns(), t1;
+	bool timed = r->len >= BLKQ_COPY_BOUND;
+	uint64_t t0 = timed ? mono_ns() : 0, t1;
 	int ret = -EAGAIN;
 
 	if (r->op == BLKQ_OP_READ)
 		ret = blk_readv_nowait(q->disk, r->off, iov, (int)r->niov, r->len);
 	else if (r->op == BLKQ_OP_WRITE && !(r->flags & BLK_FUA))
 		ret = blk_writev_nowait(q->disk, r->off, iov, (int)r->niov, r->len);
-	t1 = mono_ns();
-	if (!ret && t1 > t0)
+	if (timed && !ret && (t1 = mono_ns()) > t0)
 		note_copy_time(q, r->len, t1 - t0);
 	return ret;
 }
@@ -611,11 +609,9 @@ static bool worker_idle(struct blkq *q)
  * request alone in flight (queue depth 1) stays on the loop thread, where it
  * costs no thread switch; so do small ones, whose copy is cheaper than the
  * switch. */
-#define BLKQ_PARALLEL_MIN (32u << 10)
-
 static bool better_on_worker(struct blkq *q, const struct blkq_req *r)
 {
-	return (r->op == BLKQ_OP_READ || r->op == BLKQ_OP_WRITE) && r->len >= BLKQ_PARALLEL_MIN &&
+	return (r->op == BLKQ_OP_READ || r->op == BLKQ_OP_WRITE) && r->len >= BLKQ_COPY_BOUND &&
 	       q->inflight >= 2 && q->nthreads && worker_idle(q);
 }
 
