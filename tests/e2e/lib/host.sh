@@ -56,7 +56,8 @@ say() { echo "@@hvmm-e2e@@ INFO $*"; }
 
 guest_cmdline() { echo "console=ttyS0 hvmm.scenario=$SCENARIO${*:+ $*}"; }
 
-# Before a timed-out VMM is killed: a guest that the emulation wedged (KVM
+# When a wait for the guest times out, and before a timed-out VMM is killed:
+# a guest that the emulation wedged (KVM
 # injecting the same #PF again and again, its page-table walk hitting a
 # guest-physical address outside RAM; tests/e2e/README.md) is written down in
 # $LOGDIR/wedged-guests, which tells the runner to try the scenario again.
@@ -132,7 +133,12 @@ wait_for() {
             (($(count_in "$log" "$re") >= n)) && return 0
             return 2
         fi
-        ((ticks-- > 0)) || return 1
+        if ((ticks-- <= 0)); then
+            # A stalled guest may be one the emulation wedged: say so, so
+            # that the runner tries the scenario again (note_wedged_guest).
+            [[ -z $HVMM_PID ]] || note_wedged_guest "$HVMM_PID"
+            return 1
+        fi
         sleep 0.1
     done
 }

@@ -84,7 +84,8 @@ check_hyperv() { # NAME CPUS HOW (shutdown | sigterm)
 check_reboot() {
     local name=hyperv-reboot log=$LOGDIR/hyperv-reboot.log sock=/tmp/hyperv-reboot.sock errs= st
     start_guest "$log" --cpus 2 --memory 512M --api "$sock" --cmdline "$(guest_cmdline hyperv.reboot)"
-    wait_for "$log" '##e2e## idle=yes' 240 2 || errs+="the guest did not come up twice; "
+    wait_for "$log" '##e2e## idle=yes' 240 2 ||
+        errs+="the guest did not come up twice (its log ends: '$(tr -d '\r' <"$log" | tail -n 1 | cut -c 1-160)'); "
     (($(count_in "$log" '##e2e## vmbus_version=5.3') == 2)) || errs+="VMBus did not connect on both boots; "
     expect_in "$log" 'guest reset: restarting the VM' || errs+="hvmm did not restart the VM; "
     "$HVCTL" --api "$sock" status | grep -q '"vmbus_version": "5.3"' || errs+="status after reboot; "
