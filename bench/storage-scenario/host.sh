@@ -97,7 +97,7 @@ disk_stats() {
     local k v
     [[ $1 != qemu ]] || return 0
     v=$(timeout 10 "$HVCTL" --api "$D/$1/api.sock" disk list 2>/dev/null) || return 0
-    for k in reads writes read_time_ns write_time_ns cached_reads cached_writes parallel split; do
+    for k in reads writes read_time_ns write_time_ns cached_reads cached_writes parallel split write_behind; do
         grep -o "\"$k\": *[0-9]*" <<<"$v" | head -n 1 | tr -d '":'
     done
 }
@@ -276,8 +276,8 @@ run_job() {
 # exits per disk request and, for hvmm, the mean time a read and a write
 # spent in its block layer (API read_time_ns, write_time_ns), the share
 # of each done on the event loop (cached_reads, cached_writes) and the share
-# of both given to an idle worker or split with one (parallel, split) over
-# its jobs;
+# of both given to an idle worker or split with one (parallel, split) and
+# of writes reported done before written (write_behind) over its jobs;
 # each counter per request in $LOGDIR/NAME.COUNTER.data ("exits VALUE").
 run_summary() {
     local name=$1 i=$2 f line c v
@@ -303,10 +303,11 @@ run_summary() {
         line+=$(awk '{s[$1] += $2}
             function per(a, b, k) { return s[b] > 0 ? sprintf("%.0f", s[a] * k / s[b]) : "-" }
             END {s["rw"] = s["reads"] + s["writes"]
-                 printf " host-us/read,write %s,%s cached%%/read,write %s,%s parallel%%,split%% %s,%s",
+                 printf " host-us/read,write %s,%s cached%%/read,write %s,%s parallel%%,split%% %s,%s behind%% %s",
                  per("read_time_ns", "reads", 0.001), per("write_time_ns", "writes", 0.001),
                  per("cached_reads", "reads", 100), per("cached_writes", "writes", 100),
-                 per("parallel", "rw", 100), per("split", "rw", 100)}' $f)
+                 per("parallel", "rw", 100), per("split", "rw", 100),
+                 per("write_behind", "writes", 100)}' $f)
     fi
     say "$name run $i:${line:- no figures}"
 }

@@ -570,6 +570,12 @@ static bool write_behind(struct blkq *q, struct blkq_req *r)
 	if (r->op != BLKQ_OP_WRITE || (r->flags & BLK_FUA) || !q->nthreads ||
 	    r->len > q->wb_max - q->wb_bytes)
 		return false;
+	/* A large write's copy is most of its cost. With other requests in
+	 * flight the guest is not waiting on this one alone, so reporting it
+	 * early gains little, and copying it twice (here, then into the file)
+	 * takes CPU time from the others: it waits for a worker instead. */
+	if (r->len >= BLKQ_COPY_BOUND && q->inflight >= 2)
+		return false;
 	w = wb_get(q, r->len);
 	if (!w)
 		return false; /* the worker takes it as it is */

@@ -17,7 +17,8 @@
  * Write-behind (cfg.write_behind bytes at most, with workers): a write
  * without FUA that would have to wait for a worker is copied and reported
  * done at once, then written by a worker, like a disk's volatile write
- * cache. A flush still waits for it, and fails if it failed. A request
+ * cache; not one of 32 KiB or more while other requests are in flight
+ * (its copy is most of its cost, and the guest is not waiting on it alone). A flush still waits for it, and fails if it failed. A request
  * that overlaps a write-behind in flight waits for it (see queue.c).
  *
  * Back-pressure: at most `depth` requests are in flight (submitted, done

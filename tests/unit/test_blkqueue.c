@@ -758,6 +758,48 @@ static void test_write_behind_reuse(void **state)
 	free(buf);
 }
 
+/* A large write goes behind when it is alone in flight, not while other
+ * requests are (its second copy would cost more than its early completion
+ * gains); a small one still does. */
+static void test_write_behind_large_concurrent(void **state)
+{
+	const uint64_t big = 64 * 1024;
+	uint8_t *buf = aligned_alloc(4096, big);
+	struct blkq_iov iov = { buf, big };
+	struct blkq_req w[4];
+	struct blkq_stats st;
+
+	make_wb_queue(BLKQ_DEFAULT_WRITE_BEHIND);
+	memset(buf, 0x3c, big);
+	md_set_gate(md, true);
+	/* Alone in flight: behind, and its write holds one worker at the gate. */
+	rw_req(&w[0], BLKQ_OP_WRITE, 0, &iov, 1, big);
+	assert_int_equal(blkq_submit(q, &w[0]), 0);
+	wait_count(1);
+	/* Alone again: behind; the second worker is held too. */
+	rw_req(&w[1], BLKQ_OP_WRITE, big, &iov, 1, big);
+	assert_int_equal(blkq_submit(q, &w[1]), 0);
+	md_wait_waiting(md, 2);
+	/* w[1] is still in flight (not delivered): w[2] waits for a worker. */
+	rw_req(&w[2], BLKQ_OP_WRITE, 2 * big, &iov, 1, big);
+	assert_int_equal(blkq_submit(q, &w[2]), 0);
+	rw_req(&w[3], BLKQ_OP_WRITE, 3 * big, &iov, 1, 4096);
+	assert_int_equal(blkq_submit(q, &w[3]), 0);
+	settle(20, 3);
+	assert_ptr_equal(dr.order[1], &w[1]);
+	assert_ptr_equal(dr.order[2], &w[3]);
+	blkq_get_stats(q, &st);
+	assert_int_equal(st.write_behind, 3);
+	md_set_gate(md, false);
+	wait_count(4);
+	assert_ptr_equal(dr.order[3], &w[2]);
+	blkq_drain(q);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(md->data[i * big + big - 1], 0x3c);
+	assert_int_equal(md->data[3 * big + 4095], 0x3c);
+	free(buf);
+}
+
 /* No workers: requests run inside blkq_poll(), in order. */
 static void test_inline_mode(void **state)
 {
@@ -1441,6 +1483,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_behind_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_behind_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_behind_reuse, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_behind_large_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inline_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_deferred_delivery, setup, teardown),
