@@ -135,15 +135,16 @@ trace_dump() {
 # FIFO), console log, boots so far.
 declare -A PID=() CON=() LOG=() BOOTS=()
 
-# hang_report NAME: what a VM that did not answer was doing (its threads;
-# for hvmm also its disks through the API, twice 5 s apart: are requests
-# stuck in flight, do the counters move?).
+# hang_report NAME: what a VM that did not answer was doing (its threads,
+# its guest's exits over 1 s; for hvmm also its disks through the API,
+# twice 5 s apart: are requests stuck in flight, do the counters move?).
 hang_report() {
     local t i
     for t in /proc/"${PID[$1]}"/task/*; do
         echo "thread ${t##*/} $(cat "$t/comm") state $(awk '{print $3, "utime", $14, "stime", $15}' "$t/stat")" \
              "wchan $(cat "$t/wchan")"
     done
+    trace_guest_exits "${PID[$1]}"
     [[ $1 == qemu ]] && return
     for i in 1 2; do
         echo "hvctl disk list ($i):"

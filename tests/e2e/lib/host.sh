@@ -83,6 +83,31 @@ note_wedged_guest() {
     : >"$t/trace"
 }
 
+# trace_guest_exits PID: what a stuck VMM's guest is doing: KVM's exits of
+# that process over 1 s, counted by reason, with the guest addresses they
+# came from most and the I/O ports it used most.
+trace_guest_exits() {
+    local pid=$1 t=/sys/kernel/tracing tids
+    [[ -d $t/events/kvm ]] || mount -t tracefs none "$t" 2>/dev/null
+    [[ -w $t/set_event_pid ]] || { echo "no tracefs"; return 0; }
+    tids=$(ls "/proc/$pid/task" 2>/dev/null | tr '\n' ' ')
+    [[ -n $tids ]] || return 0
+    echo "$tids" >"$t/set_event_pid" && : >"$t/trace" &&
+        echo 1 >"$t/events/kvm/kvm_exit/enable" && echo 1 >"$t/events/kvm/kvm_pio/enable" || return 0
+    sleep 1
+    echo 0 >"$t/events/kvm/kvm_exit/enable"
+    echo 0 >"$t/events/kvm/kvm_pio/enable"
+    : >"$t/set_event_pid"
+    echo "KVM exits in 1 s: $(grep -c 'kvm_exit:' "$t/trace"); by reason:" \
+        "$(grep -o 'kvm_exit: vcpu [0-9]* reason [A-Za-z_0-9]*' "$t/trace" | awk '{print "vcpu" $3, $5}' |
+           sort | uniq -c | sort -rn | head -n 6 | tr -s ' \n' ' ')"
+    echo "from: $(grep -o 'kvm_exit: vcpu [0-9]* reason [A-Za-z_0-9]* rip 0x[0-9a-f]*' "$t/trace" |
+           awk '{print $5 "@" $7}' | sort | uniq -c | sort -rn | head -n 4 | tr -s ' \n' ' ')"
+    echo "ports: $(grep -o 'kvm_pio: pio_[a-z]* at 0x[0-9a-f]*' "$t/trace" | awk '{print $2, $4}' |
+           sort | uniq -c | sort -rn | head -n 4 | tr -s ' \n' ' ')"
+    : >"$t/trace"
+}
+
 wait_pid() {
     local pid=$1 ticks=$(($2 * 10)) rc
     while kill -0 "$pid" 2>/dev/null; do
