@@ -85,7 +85,7 @@ note_wedged_guest() {
 
 # trace_guest_exits PID: what a stuck VMM's guest is doing: KVM's exits of
 # that process over 1 s, counted by reason, with the guest addresses they
-# came from most and the I/O ports it used most.
+# came from most (and their details) and the I/O ports it used most.
 trace_guest_exits() {
     local pid=$1 t=/sys/kernel/tracing tids
     [[ -d $t/events/kvm ]] || mount -t tracefs none "$t" 2>/dev/null
@@ -103,6 +103,9 @@ trace_guest_exits() {
            sort | uniq -c | sort -rn | head -n 6 | tr -s ' \n' ' ')"
     echo "from: $(grep -o 'kvm_exit: vcpu [0-9]* reason [A-Za-z_0-9]* rip 0x[0-9a-f]*' "$t/trace" |
            awk '{print $5 "@" $7}' | sort | uniq -c | sort -rn | head -n 4 | tr -s ' \n' ' ')"
+    # For a nested page fault info1 is its error code, info2 the guest-physical address.
+    echo "details: $(grep -o 'reason [A-Za-z_0-9]* rip 0x[0-9a-f]* info1 0x[0-9a-f]* info2 0x[0-9a-f]*' "$t/trace" |
+           awk '{print $2, $4, "info1", $6, "info2", $8}' | sort | uniq -c | sort -rn | head -n 2 | tr -s ' \n' ' ')"
     echo "ports: $(grep -o 'kvm_pio: pio_[a-z]* at 0x[0-9a-f]*' "$t/trace" | awk '{print $2, $4}' |
            sort | uniq -c | sort -rn | head -n 4 | tr -s ' \n' ' ')"
     : >"$t/trace"
