@@ -43,12 +43,9 @@ E2E_LOGS=${E2E_LOGS:-$(dirname "$E2E_CONSOLE_LOG")/scenarios}
 # ran 15 to 35% faster here on 2026-12-06 (hyperv 93 s -> 65 s against a
 # 5-level run on Debian 6.1.0-50; on the same 6.1.0-57 kernel, reboot
 # 48.6 s -> 40.9 s).
-# transparent_hugepage=never (E2E_HOST_THP): no huge pages in the host, so
-# khugepaged never collapses the VMs' memory under them, which makes KVM
-# tear down and rebuild their nested page tables while they run. On
-# 2026-12-07 the host died twice of a soft lockup in khugepaged, and a
-# guest stuck in its boot was taking the same nested page fault again and
-# again (tests/e2e/README.md).
+# E2E_HOST_THP: the host's transparent_hugepage= (default: the kernel's).
+# `never` was tried on 2026-12-07 after the host died twice of a soft lockup
+# in khugepaged: the host still died as often (tests/e2e/README.md).
 outer_qemu() {  # INITRD APPEND -> OUTER_QEMU array
     mkdir -p "$E2E_LOGS"
     OUTER_QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -display none -M pc
@@ -56,7 +53,7 @@ outer_qemu() {  # INITRD APPEND -> OUTER_QEMU array
         -accel "tcg,thread=${E2E_TCG_THREAD:-multi}" -cpu max,la57=off -smp "${E2E_HOST_CPUS:-2}"
         -m "${E2E_HOST_MEM:-3G}" -nic none -no-reboot
         -d cpu_reset -D "$(qemu_reset_log)"
-        -kernel "$VMLINUZ" -initrd "$1" -append "console=ttyS0 panic=-1 tsc=reliable transparent_hugepage=${E2E_HOST_THP:-never} $2")
+        -kernel "$VMLINUZ" -initrd "$1" -append "console=ttyS0 panic=-1 tsc=reliable ${E2E_HOST_THP:+transparent_hugepage=$E2E_HOST_THP }$2")
     # E2E_QEMU_ARGS: extra arguments for debugging, e.g. "-d cpu_reset -D qemu.log"
     local extra=()
     [[ -z ${E2E_QEMU_ARGS:-} ]] || read -ra extra <<<"$E2E_QEMU_ARGS"
