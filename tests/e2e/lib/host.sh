@@ -56,6 +56,23 @@ say() { echo "@@hvmm-e2e@@ INFO $*"; }
 
 guest_cmdline() { echo "console=ttyS0 hvmm.scenario=$SCENARIO${*:+ $*}"; }
 
+# trace_kvm_1s PID EVENT...: record those KVM trace events of PID's threads
+# for 1 s into $KVM_TRACE/trace (the caller reads, then empties it); fails
+# where there is no tracing.
+KVM_TRACE=/sys/kernel/tracing
+trace_kvm_1s() {
+    local pid=$1 t=$KVM_TRACE tids e; shift
+    [[ -d $t/events/kvm ]] || mount -t tracefs none "$t" 2>/dev/null
+    [[ -w $t/set_event_pid ]] || return 1
+    tids=$(ls "/proc/$pid/task" 2>/dev/null | tr '\n' ' ')
+    [[ -n $tids ]] || return 1
+    echo "$tids" >"$t/set_event_pid" && : >"$t/trace" || return 1
+    for e; do echo 1 >"$t/events/kvm/$e/enable" || return 1; done
+    sleep 1
+    for e; do echo 0 >"$t/events/kvm/$e/enable"; done
+    : >"$t/set_event_pid"
+}
+
 # When a wait for the guest times out, and before a timed-out VMM is killed:
 # a guest that the emulation wedged (KVM
 # injecting the same #PF again and again, its page-table walk hitting a
@@ -63,18 +80,8 @@ guest_cmdline() { echo "console=ttyS0 hvmm.scenario=$SCENARIO${*:+ $*}"; }
 # $LOGDIR/wedged-guests, which tells the runner to try the scenario again.
 # A guest that is merely stuck (waiting, spinning, or hvmm hung) is not.
 note_wedged_guest() {
-    local pid=$1 t=/sys/kernel/tracing tids n rip
-    [[ -d $t/events/kvm ]] || mount -t tracefs none "$t" 2>/dev/null
-    [[ -w $t/set_event_pid ]] || return 0
-    tids=$(ls "/proc/$pid/task" 2>/dev/null | tr '\n' ' ')
-    [[ -n $tids ]] || return 0
-    echo "$tids" >"$t/set_event_pid" && : >"$t/trace" &&
-        echo 1 >"$t/events/kvm/kvm_inj_exception/enable" &&
-        echo 1 >"$t/events/kvm/kvm_emulate_insn/enable" || return 0
-    sleep 1
-    echo 0 >"$t/events/kvm/kvm_inj_exception/enable"
-    echo 0 >"$t/events/kvm/kvm_emulate_insn/enable"
-    : >"$t/set_event_pid"
+    local pid=$1 t=$KVM_TRACE n rip
+    trace_kvm_1s "$pid" kvm_inj_exception kvm_emulate_insn || return 0
     n=$(grep -c 'kvm_inj_exception: #PF' "$t/trace")
     rip=$(grep -o 'kvm_emulate_insn: [0-9]*:[0-9a-f]*' "$t/trace" | sort | uniq -c | sort -rn | head -n 1)
     if ((n >= 100)); then
@@ -87,17 +94,8 @@ note_wedged_guest() {
 # that process over 1 s, counted by reason, with the guest addresses they
 # came from most (and their details) and the I/O ports it used most.
 trace_guest_exits() {
-    local pid=$1 t=/sys/kernel/tracing tids
-    [[ -d $t/events/kvm ]] || mount -t tracefs none "$t" 2>/dev/null
-    [[ -w $t/set_event_pid ]] || { echo "no tracefs"; return 0; }
-    tids=$(ls "/proc/$pid/task" 2>/dev/null | tr '\n' ' ')
-    [[ -n $tids ]] || return 0
-    echo "$tids" >"$t/set_event_pid" && : >"$t/trace" &&
-        echo 1 >"$t/events/kvm/kvm_exit/enable" && echo 1 >"$t/events/kvm/kvm_pio/enable" || return 0
-    sleep 1
-    echo 0 >"$t/events/kvm/kvm_exit/enable"
-    echo 0 >"$t/events/kvm/kvm_pio/enable"
-    : >"$t/set_event_pid"
+    local t=$KVM_TRACE
+    trace_kvm_1s "$1" kvm_exit kvm_pio || { echo "no KVM trace"; return 0; }
     echo "KVM exits in 1 s: $(grep -c 'kvm_exit:' "$t/trace"); by reason:" \
         "$(grep -o 'kvm_exit: vcpu [0-9]* reason [A-Za-z_0-9]*' "$t/trace" | awk '{print "vcpu" $3, $5}' |
            sort | uniq -c | sort -rn | head -n 6 | tr -s ' \n' ' ')"
